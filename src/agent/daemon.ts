@@ -1,0 +1,93 @@
+// The daemon: owns the Engine, reconciles the kernel with the store at start,
+// serves the API on a unix socket. SIGTERM stops serving and leaves every
+// network and sandbox working: the datapath lives in the kernel.
+import { createServer, type Server } from 'node:http';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { openSqliteStore } from '../store/sqlite.ts';
+import type { Store } from '../store/store.ts';
+import { Engine } from '../engine/engine.ts';
+import { openHost, closeHost } from '../engine/host.ts';
+import { reconcile, type ReconcileReport } from '../engine/reconcile.ts';
+import { apiHandler } from './api.ts';
+import { ensureBuiltinNetworks } from './builtins.ts';
+import type { StatusView } from '../model/api.ts';
+
+export interface DaemonOptions {
+  socket: string;
+  stateDir: string;
+  runDir: string;
+  netnsDir: string;
+  etcNetnsDir: string;
+  defaultBridge: boolean;
+  log: (msg: string) => void;
+}
+
+export interface Daemon {
+  engine: Engine;
+  server: Server;
+  report: ReconcileReport;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const started = Date.now();
+  mkdirSync(opts.stateDir, { recursive: true });
+  mkdirSync(opts.runDir, { recursive: true });
+  const dbPath = join(opts.stateDir, 'knit.db');
+  const store: Store = openSqliteStore(dbPath);
+  const host = openHost(opts.netnsDir);
+  const engine = new Engine(store, host, { etcNetnsDir: opts.etcNetnsDir });
+
+  const report = await reconcile(engine);
+  logReport(opts.log, report);
+  await ensureBuiltinNetworks(engine, opts.defaultBridge);
+
+  const status = async (): Promise<StatusView> => ({
+    daemon: {
+      pid: process.pid,
+      socket: opts.socket,
+      stateDir: opts.stateDir,
+      runDir: opts.runDir,
+      uptimeSeconds: Math.round((Date.now() - started) / 1000),
+      netns: host.netnsPath,
+    },
+    store: { backend: 'sqlite', path: dbPath, revision: await store.revision() },
+    counts: await engine.counts(),
+  });
+
+  const server = createServer(apiHandler({ engine, status }));
+  mkdirSync(dirname(opts.socket), { recursive: true });
+  rmSync(opts.socket, { force: true }); // a socket file left by a killed daemon
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.socket, () => resolve());
+  });
+  chmodSync(opts.socket, 0o660);
+  opts.log(`knit daemon ready on ${opts.socket} (state ${opts.stateDir})`);
+
+  return {
+    engine,
+    server,
+    report,
+    async stop() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      rmSync(opts.socket, { force: true });
+      closeHost(host);
+      await store.close();
+    },
+  };
+}
+
+function logReport(log: (m: string) => void, r: ReconcileReport): void {
+  const parts: string[] = [];
+  if (r.undoneSandboxes.length) parts.push(`undid ${r.undoneSandboxes.length} half-made sandboxes`);
+  if (r.undoneEndpoints.length) parts.push(`undid ${r.undoneEndpoints.length} half-made endpoints`);
+  if (r.recreatedNetns.length) parts.push(`recreated ${r.recreatedNetns.length} namespaces`);
+  if (r.repairedEndpoints.length) parts.push(`repaired ${r.repairedEndpoints.join(', ')}`);
+  if (r.removedLinks.length) parts.push(`removed leftover links ${r.removedLinks.join(', ')}`);
+  if (r.releasedAddresses) parts.push(`released ${r.releasedAddresses} orphaned addresses`);
+  for (const e of r.errors) parts.push(`error: ${e}`);
+  if (parts.length) log(`reconcile: ${parts.join('; ')}`);
+}

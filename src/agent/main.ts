@@ -1,0 +1,57 @@
+// `knit daemon [--socket PATH] [--state-dir DIR] [--run-dir DIR] ...`
+import { parseArgs } from 'node:util';
+import { startDaemon } from './daemon.ts';
+import { messageOf } from '../lib/errors.ts';
+
+const USAGE = `usage: knit daemon [--socket PATH] [--state-dir DIR] [--run-dir DIR] [--netns-dir DIR] [--etc-netns-dir DIR] [--no-default-bridge]`;
+
+export async function runDaemon(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        socket: { type: 'string' },
+        'state-dir': { type: 'string' },
+        'run-dir': { type: 'string' },
+        'netns-dir': { type: 'string' },
+        'etc-netns-dir': { type: 'string' },
+        'no-default-bridge': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    process.stderr.write(`knit daemon: ${messageOf(err)}\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const runDir = values['run-dir'] ?? '/run/knit';
+  const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
+  try {
+    const daemon = await startDaemon({
+      socket: values.socket ?? process.env.KNIT_SOCKET ?? `${runDir}/knit.sock`,
+      stateDir: values['state-dir'] ?? '/var/lib/knit',
+      runDir,
+      netnsDir: values['netns-dir'] ?? '/run/netns',
+      etcNetnsDir: values['etc-netns-dir'] ?? '/etc/netns',
+      defaultBridge: !values['no-default-bridge'],
+      log,
+    });
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        log(`${sig}: stopping; networks and sandboxes stay up in the kernel`);
+        void daemon.stop().then(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  } catch (err) {
+    process.stderr.write(`knit daemon: ${messageOf(err)}\n`);
+    return 1;
+  }
+}

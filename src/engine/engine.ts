@@ -1,0 +1,473 @@
+// The Engine: the one place where operations happen. Every front-end (API,
+// CLI, CNI, Docker) calls these methods. Each mutation validates, records the
+// desired state (pending), realizes it through a driver, then marks it ready;
+// a failure undoes what was done, and a crash is undone or completed by
+// reconcile() on the next start.
+import { EventEmitter } from 'node:events';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Store } from '../store/store.ts';
+import type { Host } from './host.ts';
+import type { ConnectRequest, EndpointView, NetworkView, SandboxView } from '../model/api.ts';
+import {
+  type Endpoint,
+  type Network,
+  type NetworkCreate,
+  type PortMapping,
+  type Sandbox,
+  type SandboxCreate,
+  checkName,
+  checkIfname,
+  NetworkCreate as NetworkCreateSchema,
+  SandboxCreate as SandboxCreateSchema,
+} from '../model/index.ts';
+import { KnitError, conflict, invalid, messageOf, notFound } from '../lib/errors.ts';
+import { Mutex } from './mutex.ts';
+import { State } from './state.ts';
+import { newId, hostIfnameFor } from './ids.ts';
+import { driverFor } from '../drivers/index.ts';
+import { networkView, sandboxView, endpointView } from './views.ts';
+import { planNetwork, requestedPools } from './plan-network.ts';
+import { Ipam } from '../ipam/ipam.ts';
+import { createNetns, deleteNetns, isNetns } from '../kernel/netns.ts';
+import { macFromIPv4, randomMac } from '../kernel/mac.ts';
+import { parsePublish, checkHostPortFree } from '../services/ports.ts';
+import { parsePrefix } from '../lib/ip.ts';
+import { zodError } from './zod-error.ts';
+
+export interface EngineEvents {
+  'endpoint-up': [ep: Endpoint, net: Network, sb: Sandbox];
+  'endpoint-down': [ep: Endpoint, net: Network, sb: Sandbox];
+}
+
+export class Engine extends EventEmitter<EngineEvents> {
+  readonly state: State;
+  readonly host: Host;
+  readonly ipam: Ipam;
+  private readonly mutex = new Mutex();
+  /** Directory for /etc/netns-style per-sandbox files (resolv.conf, hosts). */
+  readonly etcNetnsDir: string;
+
+  constructor(store: Store, host: Host, opts: { etcNetnsDir?: string } = {}) {
+    super();
+    this.state = new State(store);
+    this.host = host;
+    this.ipam = new Ipam(store);
+    this.etcNetnsDir = opts.etcNetnsDir ?? '/etc/netns';
+  }
+
+  // ---- lookups -----------------------------------------------------------
+
+  async network(ref: string): Promise<Network> {
+    const byName = await this.state.network(ref);
+    if (byName) return byName;
+    const all = await this.state.networks();
+    const hits = all.filter((n) => n.id === ref || (ref.length >= 3 && n.id.startsWith(ref)));
+    if (hits.length === 1) return hits[0] as Network;
+    if (hits.length > 1) throw invalid('network', `'${ref}' matches ${hits.length} networks; give more of the id`);
+    throw notFound(`network '${ref}' not found; list networks with 'knit network ls'`);
+  }
+
+  async sandbox(ref: string): Promise<Sandbox> {
+    const byName = await this.state.sandbox(ref);
+    if (byName) return byName;
+    const all = await this.state.sandboxes();
+    const hits = all.filter((s) => s.id === ref || (ref.length >= 3 && s.id.startsWith(ref)));
+    if (hits.length === 1) return hits[0] as Sandbox;
+    if (hits.length > 1) throw invalid('sandbox', `'${ref}' matches ${hits.length} sandboxes; give more of the id`);
+    throw notFound(`sandbox '${ref}' not found; list sandboxes with 'knit sandbox ls'`);
+  }
+
+  async listNetworks(): Promise<NetworkView[]> {
+    const [nets, eps, sbs] = await Promise.all([this.state.networks(), this.state.endpoints(), this.state.sandboxes()]);
+    const byId = new Map(sbs.map((s) => [s.id, s]));
+    return nets.map((n) => networkView(n, eps, byId));
+  }
+
+  async inspectNetwork(ref: string): Promise<NetworkView> {
+    const net = await this.network(ref);
+    const [eps, sbs] = await Promise.all([this.state.endpoints(), this.state.sandboxes()]);
+    return networkView(net, eps, new Map(sbs.map((s) => [s.id, s])));
+  }
+
+  async listSandboxes(): Promise<SandboxView[]> {
+    const [nets, eps, sbs] = await Promise.all([this.state.networks(), this.state.endpoints(), this.state.sandboxes()]);
+    const byId = new Map(nets.map((n) => [n.id, n]));
+    return sbs.map((s) => sandboxView(s, eps, byId));
+  }
+
+  async inspectSandbox(ref: string): Promise<SandboxView> {
+    const sb = await this.sandbox(ref);
+    const [nets, eps] = await Promise.all([this.state.networks(), this.state.endpoints()]);
+    return sandboxView(sb, eps, new Map(nets.map((n) => [n.id, n])));
+  }
+
+  async counts(): Promise<{ networks: number; sandboxes: number; endpoints: number }> {
+    const [n, s, e] = await Promise.all([this.state.networks(), this.state.sandboxes(), this.state.endpoints()]);
+    return { networks: n.length, sandboxes: s.length, endpoints: e.length };
+  }
+
+  // ---- networks ----------------------------------------------------------
+
+  async createNetwork(input: unknown): Promise<NetworkView> {
+    const req = parseInput(NetworkCreateSchema, input, 'network');
+    return this.mutex.run(async () => {
+      checkName('name', req.name);
+      const existing = await this.state.network(req.name);
+      if (existing) throw conflict(`network '${req.name}' already exists`, 'name');
+      const net = planNetwork(req, newId);
+      const driver = driverFor(net.driver); // refuse a driver this build lacks before anything is written
+      const all = await this.state.networks();
+      const clash = net.bridge ? all.find((n) => n.bridge === net.bridge) : undefined;
+      if (clash) throw conflict(`bridge name '${net.bridge}' is used by network '${clash.name}'`, 'opt bridge');
+      if (driver.usesIpam) {
+        const pools = await this.ipam.createNetwork(net.id, {
+          tenant: net.tenant,
+          pools: requestedPools(req),
+          ipv6: net.ipv6,
+          hostRoutes: this.hostRoutes(),
+        });
+        net.subnets = pools.pools.map((p) => ({
+          subnet: p.subnet,
+          gateway: p.gateway,
+          auxAddresses: p.auxAddresses,
+          ...(p.ipRange ? { ipRange: p.ipRange } : {}),
+        }));
+      }
+      try {
+        await this.state.putNetwork(net, true);
+      } catch (err) {
+        await this.ipam.deleteNetwork(net.id);
+        throw err;
+      }
+      try {
+        await driver.createNetwork(this.host, net);
+      } catch (err) {
+        await this.undo(`network ${net.name}`, [
+          () => driver.deleteNetwork(this.host, net),
+          () => this.ipam.deleteNetwork(net.id),
+          () => this.state.deleteNetwork(net.name),
+        ]);
+        throw err;
+      }
+      return networkView(net, [], new Map());
+    });
+  }
+
+  async deleteNetwork(ref: string): Promise<void> {
+    await this.mutex.run(async () => {
+      const net = await this.network(ref);
+      if (net.origin === 'builtin') throw invalid('network', `'${net.name}' is a built-in network and cannot be removed`);
+      const eps = (await this.state.endpoints()).filter((e) => e.networkId === net.id);
+      if (eps.length > 0) {
+        const sbs = new Map((await this.state.sandboxes()).map((s) => [s.id, s.name]));
+        const names = eps.map((e) => sbs.get(e.sandboxId) ?? e.sandboxId).join(', ');
+        throw conflict(`network '${net.name}' has active endpoints (${names}); disconnect them or remove those sandboxes first`);
+      }
+      await driverFor(net.driver).deleteNetwork(this.host, net);
+      await this.ipam.deleteNetwork(net.id);
+      await this.state.deleteNetwork(net.name);
+    });
+  }
+
+  // ---- sandboxes ---------------------------------------------------------
+
+  async createSandbox(input: unknown): Promise<SandboxView> {
+    const req = parseInput(SandboxCreateSchema, input, 'sandbox');
+    return this.mutex.run(async () => {
+      checkName('name', req.name);
+      const existing = await this.state.sandbox(req.name);
+      if (existing) {
+        if (existing.state === 'ready' && sameSandboxRequest(existing, req)) return this.inspectSandbox(existing.name);
+        throw conflict(`sandbox '${req.name}' already exists`, 'name');
+      }
+      const sb = await this.planSandbox(req);
+      await this.state.putSandbox(sb, true);
+      const made: Endpoint[] = [];
+      try {
+        if (sb.ownsNetns) createNetns(sb.netnsPath);
+        const attaches = req.networks ?? [];
+        for (const [i, a] of attaches.entries()) {
+          const net = await this.network(a.network);
+          made.push(await this.attach(net, sb, { ...a, sandbox: sb.name }, i === 0));
+        }
+        await this.state.putSandbox({ ...sb, state: 'ready' });
+      } catch (err) {
+        await this.undo(`sandbox ${sb.name}`, [
+          ...made.reverse().map((ep) => () => this.detach(ep, sb)),
+          () => (sb.ownsNetns ? deleteNetns(sb.netnsPath) : undefined),
+          () => this.state.deleteSandbox(sb.name),
+        ]);
+        throw err;
+      }
+      return this.inspectSandbox(sb.name);
+    });
+  }
+
+  private async planSandbox(req: SandboxCreate): Promise<Sandbox> {
+    const now = new Date().toISOString();
+    const base = {
+      id: newId(),
+      name: req.name,
+      labels: req.labels ?? {},
+      origin: req.origin ?? 'api',
+      dns: { servers: req.dns?.servers ?? [], search: req.dns?.search ?? [], options: req.dns?.options ?? [] },
+      state: 'pending' as const,
+      created: now,
+      ...(req.hostname ? { hostname: req.hostname } : {}),
+    };
+    if (req.join) {
+      if (req.networks?.length) throw invalid('networks', `a sandbox that joins '${req.join}' shares its networks; give no --network`);
+      const target = await this.sandbox(req.join);
+      return { ...base, netnsPath: target.netnsPath, ownsNetns: false, joined: target.name };
+    }
+    const hostNet = (req.networks ?? []).find((a) => a.network === 'host');
+    if (hostNet) {
+      if ((req.networks ?? []).length > 1) throw invalid('networks', `a sandbox on the host network cannot join other networks`);
+      return { ...base, netnsPath: this.host.netnsPath, ownsNetns: false };
+    }
+    if (req.netnsPath) return { ...base, netnsPath: req.netnsPath, ownsNetns: false };
+    return { ...base, netnsPath: join(this.host.netnsDir, req.name), ownsNetns: true };
+  }
+
+  async deleteSandbox(ref: string): Promise<void> {
+    const slow: (() => Promise<void>)[] = [];
+    await this.mutex.run(async () => {
+      const sb = await this.sandbox(ref);
+      const members = (await this.state.sandboxes()).filter((s) => s.joined === sb.name);
+      if (members.length > 0) {
+        throw conflict(`sandbox '${sb.name}' is shared by ${members.map((m) => m.name).join(', ')}; remove them first`);
+      }
+      await this.removeSandbox(sb, slow);
+    });
+    // Link deletes wait for an RCU grace period; they run after the lock.
+    await Promise.all(slow.map((f) => f().catch(() => undefined)));
+  }
+
+  /** Removes a sandbox and everything it holds; used by delete and by reconcile. */
+  private async removeSandbox(sb: Sandbox, slow: (() => Promise<void>)[]): Promise<void> {
+    const eps = (await this.state.endpoints()).filter((e) => e.sandboxId === sb.id);
+    const nets = new Map((await this.state.networks()).map((n) => [n.id, n]));
+    for (const ep of eps) {
+      const net = nets.get(ep.networkId);
+      if (net && ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
+      // Deleting the namespace takes its veths with it, batched by the kernel.
+      if (net && !sb.ownsNetns) slow.push(async () => driverFor(net.driver).detach(this.host, net, sb, ep));
+      await this.ipam.releaseOwner(ep.id, ep.networkId);
+      await this.state.deleteEndpoint(ep.id);
+      if (net) this.emit('endpoint-down', ep, net, sb);
+    }
+    if (sb.ownsNetns) deleteNetns(sb.netnsPath);
+    rmSync(join(this.etcNetnsDir, sb.name), { recursive: true, force: true });
+    await this.state.deleteSandbox(sb.name);
+  }
+
+  // ---- endpoints ---------------------------------------------------------
+
+  async connect(netRef: string, req: ConnectRequest): Promise<EndpointView> {
+    if (!req || typeof req.sandbox !== 'string') throw invalid('sandbox', 'connect needs the sandbox to attach');
+    return this.mutex.run(async () => {
+      const net = await this.network(netRef);
+      const sb = await this.sandbox(req.sandbox);
+      if (sb.joined) throw invalid('sandbox', `'${sb.name}' shares the namespace of '${sb.joined}'; connect that one instead`);
+      const ep = await this.attach(net, sb, req, !(await this.hasDefaultRoute(sb)));
+      return endpointView(ep, net, sb);
+    });
+  }
+
+  async disconnect(netRef: string, sandboxRef: string): Promise<void> {
+    let slow: (() => Promise<void>) | undefined;
+    await this.mutex.run(async () => {
+      const net = await this.network(netRef);
+      const sb = await this.sandbox(sandboxRef);
+      const ep = (await this.state.endpoints()).find((e) => e.networkId === net.id && e.sandboxId === sb.id);
+      if (!ep) throw notFound(`sandbox '${sb.name}' is not connected to network '${net.name}'`);
+      if (ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
+      await this.ipam.releaseOwner(ep.id, net.id);
+      await this.state.deleteEndpoint(ep.id);
+      this.emit('endpoint-down', ep, net, sb);
+      slow = async () => driverFor(net.driver).detach(this.host, net, sb, ep);
+    });
+    if (slow) await slow();
+  }
+
+  private async hasDefaultRoute(sb: Sandbox): Promise<boolean> {
+    return (await this.state.endpoints()).some((e) => e.sandboxId === sb.id && e.defaultRoute);
+  }
+
+  /** Attach inside the mutex: allocate, record pending, realize, mark ready; undo on failure. */
+  private async attach(net: Network, sb: Sandbox, req: ConnectRequest, defaultRoute: boolean): Promise<Endpoint> {
+    const all = await this.state.endpoints();
+    const mine = all.filter((e) => e.sandboxId === sb.id);
+    const prior = mine.find((e) => e.networkId === net.id);
+    if (prior) {
+      if (prior.state === 'ready') return prior; // idempotent: the same attach again
+      throw conflict(`sandbox '${sb.name}' is being attached to '${net.name}' already`);
+    }
+    const driver = driverFor(net.driver);
+    const id = newId();
+    const ifname = checkIfname('ifname', req.ifname ?? nextIfname(mine.map((e) => e.ifname)));
+    if (mine.some((e) => e.ifname === ifname)) throw conflict(`sandbox '${sb.name}' already has an interface ${ifname}`, 'ifname');
+    const ports = (req.publish ?? []).flatMap((p) => parsePublish(p));
+    if (ports.length && (net.driver !== 'bridge' || net.internal)) {
+      throw invalid('publish', `ports can be published only on a bridge network that is not internal; '${net.name}' is ${net.internal ? 'internal' : net.driver}`);
+    }
+    const mappings: PortMapping[] = ports.map((p) => ({
+      proto: p.proto,
+      hostPort: p.hostPort,
+      containerPort: p.containerPort,
+      ...(p.hostIP ?? net.hostBindingIPv4 ? { hostIP: (p.hostIP ?? net.hostBindingIPv4) as string } : {}),
+    }));
+    checkPortsFree(mappings, all);
+
+    const ep: Endpoint = {
+      id,
+      networkId: net.id,
+      sandboxId: sb.id,
+      ifname,
+      mac: '',
+      aliases: req.aliases ?? [],
+      ports: mappings,
+      defaultRoute,
+      state: 'pending',
+      created: new Date().toISOString(),
+      ...(net.driver === 'bridge' ? { hostIfname: hostIfnameFor(id) } : {}),
+    };
+    try {
+      if (driver.usesIpam) {
+        for (const sub of net.subnets) {
+          const family = sub.subnet.includes(':') ? 6 : 4;
+          const want = family === 4 ? req.ip : req.ipv6;
+          const ip = await this.ipam.allocate(net.id, { family, owner: id, ...(want ? { ip: want } : {}) });
+          const cidr = `${ip}/${parsePrefix(sub.subnet).len}`;
+          if (family === 4) ep.ipv4 ??= cidr;
+          else ep.ipv6 ??= cidr;
+        }
+        if (req.ip && !ep.ipv4) throw invalid('ip', `network '${net.name}' has no IPv4 subnet for ${req.ip}`);
+        if (req.ipv6 && !ep.ipv6) throw invalid('ipv6', `network '${net.name}' has no IPv6 subnet for ${req.ipv6}`);
+      }
+      ep.mac = req.mac ? req.mac.toLowerCase() : ep.ipv4 ? macFromIPv4(ep.ipv4.split('/')[0] as string) : randomMac();
+      await this.state.putEndpoint(ep);
+      for (const p of mappings) checkHostPortFree(p.proto, p.hostPort, p.hostIP);
+      await driver.attach(this.host, net, sb, ep);
+      if (mappings.length) this.host.firewall.addPorts(firewallPorts(ep));
+      const ready: Endpoint = { ...ep, state: 'ready' };
+      await this.state.putEndpoint(ready);
+      this.emit('endpoint-up', ready, net, sb);
+      return ready;
+    } catch (err) {
+      await this.undo(`endpoint of ${sb.name} on ${net.name}`, [
+        () => (mappings.length ? this.host.firewall.removePorts(firewallPorts(ep)) : undefined),
+        () => driver.detach(this.host, net, sb, ep),
+        () => this.ipam.releaseOwner(id, net.id),
+        () => this.state.deleteEndpoint(id),
+      ]);
+      throw err;
+    }
+  }
+
+  private async detach(ep: Endpoint, sb: Sandbox): Promise<void> {
+    const net = (await this.state.networks()).find((n) => n.id === ep.networkId);
+    if (ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
+    if (net) await driverFor(net.driver).detach(this.host, net, sb, ep);
+    await this.ipam.releaseOwner(ep.id, ep.networkId);
+    await this.state.deleteEndpoint(ep.id);
+    if (net) this.emit('endpoint-down', ep, net, sb);
+  }
+
+  /** Runs undo steps, each even when an earlier one failed; keeps the first error's context in the log. */
+  private async undo(what: string, steps: (() => unknown)[]): Promise<void> {
+    for (const step of steps) {
+      try {
+        await step();
+      } catch (err) {
+        process.stderr.write(`knit: undoing ${what}: ${messageOf(err)}\n`);
+      }
+    }
+  }
+
+  /** Prefixes routed in the host namespace: default pools skip them. */
+  hostRoutes(): string[] {
+    return this.host.routes();
+  }
+
+  /** For reconcile and the agent: run fn under the engine's mutex. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.mutex.run(fn);
+  }
+
+  /** For reconcile: remove a sandbox while already holding the mutex. */
+  async removeSandboxLocked(sb: Sandbox): Promise<void> {
+    const slow: (() => Promise<void>)[] = [];
+    await this.removeSandbox(sb, slow);
+    await Promise.all(slow.map((f) => f().catch(() => undefined)));
+  }
+
+  /** For reconcile: remove an endpoint while already holding the mutex. */
+  async removeEndpointLocked(ep: Endpoint, sb: Sandbox | undefined): Promise<void> {
+    if (sb) await this.detach(ep, sb);
+    else {
+      await this.ipam.releaseOwner(ep.id, ep.networkId);
+      await this.state.deleteEndpoint(ep.id);
+    }
+  }
+
+  /** Makes sure the per-sandbox /etc/netns dir exists (DNS writes resolv.conf there). */
+  etcDirFor(sb: Sandbox): string {
+    const dir = join(this.etcNetnsDir, sb.name);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  static isSandboxAlive(sb: Sandbox): boolean {
+    return isNetns(sb.netnsPath);
+  }
+}
+
+function nextIfname(used: string[]): string {
+  for (let i = 0; ; i++) if (!used.includes(`eth${i}`)) return `eth${i}`;
+}
+
+function sameSandboxRequest(sb: Sandbox, req: SandboxCreate): boolean {
+  return (req.join ?? undefined) === (sb.joined ?? undefined) && (!req.netnsPath || req.netnsPath === sb.netnsPath);
+}
+
+export function firewallPorts(ep: Endpoint): import('../services/firewall/index.ts').PortMapping[] {
+  const out: import('../services/firewall/index.ts').PortMapping[] = [];
+  for (const p of ep.ports) {
+    const v6Host = p.hostIP?.includes(':');
+    const target = v6Host ? ep.ipv6 : ep.ipv4;
+    if (!target) continue;
+    out.push({
+      proto: p.proto,
+      hostPort: p.hostPort,
+      containerPort: p.containerPort,
+      containerIP: target.split('/')[0] as string,
+      ...(p.hostIP && p.hostIP !== '0.0.0.0' && p.hostIP !== '::' ? { hostIP: p.hostIP } : {}),
+    });
+  }
+  return out;
+}
+
+/** A host port may be published once per protocol and host address (an unspecified address covers all). */
+function checkPortsFree(want: PortMapping[], endpoints: Endpoint[]): void {
+  const any = (ip?: string) => !ip || ip === '0.0.0.0' || ip === '::';
+  for (const p of want) {
+    for (const e of endpoints) {
+      for (const q of e.ports) {
+        if (q.proto !== p.proto || q.hostPort !== p.hostPort) continue;
+        if (any(p.hostIP) || any(q.hostIP) || p.hostIP === q.hostIP) {
+          throw conflict(`host port ${p.hostPort}/${p.proto} is already published by endpoint ${e.id.slice(0, 12)}; choose another host port`, 'publish');
+        }
+      }
+    }
+  }
+}
+
+function parseInput<T>(schema: import('zod').ZodType<T>, input: unknown, what: string): T {
+  const r = schema.safeParse(input);
+  if (!r.success) throw zodError(r.error, what);
+  return r.data;
+}
+
+export type { NetworkCreate };

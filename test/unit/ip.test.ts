@@ -1,0 +1,26 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { canonicalIP, containsIP, formatPrefix, overlaps, parsePrefix, within } from '../../src/lib/ip.ts';
+
+test('parses and formats v4 and v6 prefixes', () => {
+  assert.equal(formatPrefix(parsePrefix('10.1.0.0/16')), '10.1.0.0/16');
+  assert.equal(formatPrefix(parsePrefix('fd00:0:0:1::/64')), 'fd00:0:0:1::/64');
+  assert.equal(canonicalIP('FD00:0000::0001'), 'fd00::1');
+  assert.equal(canonicalIP('::ffff:10.0.0.1'), '::ffff:a00:1');
+  assert.equal(formatPrefix(parsePrefix('10.1.2.3/16', 'subnet', false)), '10.1.0.0/16');
+});
+
+test('refuses bad prefixes with the field named', () => {
+  assert.throws(() => parsePrefix('10.1.2.3/16'), /subnet: .*host bits.*10\.1\.0\.0\/16/);
+  assert.throws(() => parsePrefix('10.1.0.0/33'), /prefix length/);
+  assert.throws(() => parsePrefix('nope', 'subnet'), /subnet: 'nope' is not a CIDR/);
+  assert.throws(() => parsePrefix('10.1.0.300/24'), /not an IP address/);
+});
+
+test('overlap and containment', () => {
+  assert.ok(overlaps(parsePrefix('10.0.0.0/8'), parsePrefix('10.2.0.0/16')));
+  assert.ok(!overlaps(parsePrefix('10.1.0.0/16'), parsePrefix('10.2.0.0/16')));
+  assert.ok(!overlaps(parsePrefix('10.1.0.0/16'), parsePrefix('fd00::/8')));
+  assert.ok(within(parsePrefix('10.1.2.0/24'), parsePrefix('10.1.0.0/16')));
+  assert.ok(containsIP(parsePrefix('fd00::/64'), 'fd00::1'));
+});
