@@ -121,8 +121,8 @@ test('restart keeps everything; a deleted veth and a flushed table are repaired'
   await h.start();
   assert.ok(ping(s2.name, ip4(s1)), 'veth recreated');
   assert.equal(tcpGet(h.nsPath, '127.0.0.1', 8099), 'still-here', 'port mapping restored');
-  const again = h.json<SandboxView>('sandbox', 'inspect', s1.name);
-  assert.equal(again.endpoints[0]?.mac, mac);
+  const [again] = h.json<SandboxView[]>('sandbox', 'inspect', s1.name);
+  assert.equal(again?.endpoints[0]?.mac, mac);
   assert.ok(inNs(s1.name, 'ip', 'link').out.includes(mac as string), 'recreated endpoint keeps its MAC');
   h.knit('sandbox', 'rm', s1.name, s2.name);
 });

@@ -1,0 +1,292 @@
+// The `inet knit` table on the real kernel, checked with real TCP traffic:
+//
+//   O (outside) 192.0.2.2 / 2001:db8::2 ── veth ── H (host) 192.0.2.1 / 2001:db8::1
+//   H: knA 10.1.0.1/24 fd00:1::1/64 (NAT)   S1 10.1.0.2 fd00:1::2, S2 10.1.0.3
+//      knB 10.2.0.1/24 (routed, no NAT)     S3 10.2.0.2
+//      knI 10.3.0.1/24 (internal)           S4 10.3.0.2
+//
+// Every sandbox and O run a tiny TCP server on port 80 that answers with the
+// address it sees the client as; a blocked connection is a timeout.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { Nft } from '../../src/kernel/nft.ts';
+import { Firewall } from '../../src/services/firewall/index.ts';
+import type { FirewallNetwork, PortMapping } from '../../src/services/firewall/index.ts';
+import { ipIn, makeNetns, sh, uniqueName } from '../helpers/netns.ts';
+
+const skip = process.getuid?.() !== 0 ? 'needs root' : false;
+
+const SERVER = `
+const net = require('node:net');
+net.createServer((s) => s.end('from ' + s.remoteAddress.replace(/^::ffff:/, '') + '\\n'))
+  .listen({ port: 80, host: '::' }, () => console.log('ready'));`;
+
+const CLIENT = `
+const net = require('node:net');
+const [host, port, wait] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port) });
+let out = '';
+s.setTimeout(Number(wait), () => { console.log('TIMEOUT'); process.exit(0); });
+s.on('data', (d) => (out += d));
+s.on('end', () => { console.log(out.trim()); process.exit(0); });
+s.on('error', (e) => { console.log('ERR ' + e.code); process.exit(0); });`;
+
+const servers: ChildProcess[] = [];
+
+function startServer(ns: string): Promise<void> {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`server in ${ns} exited ${code}`)));
+  });
+}
+
+/**
+ * What a TCP client in `ns` gets from host:port: 'from <addr>', 'TIMEOUT' or
+ * 'ERR <code>'. A dropped SYN is only seen as silence, so the wait is short
+ * when silence is expected (`blocked`) and long otherwise.
+ */
+function connect(ns: string, host: string, port = 80, blocked = false): string {
+  const wait = blocked ? '1000' : '10000';
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '-e', CLIENT, host, String(port), wait], {
+    encoding: 'utf8',
+  });
+  return r.stdout.trim();
+}
+
+/** Asserts that a connection is dropped on the way. */
+function assertBlocked(ns: string, host: string, port = 80): void {
+  assert.equal(connect(ns, host, port, true), 'TIMEOUT', `${ns} -> ${host}:${port} should be dropped`);
+}
+
+/** No DAD: addresses are usable at once, and no test waits on a timer for it. */
+function noDad(ns: string): void {
+  inNs(ns, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0');
+}
+
+function inNs(ns: string, ...cmd: string[]): string {
+  return sh('ip', ['netns', 'exec', ns, ...cmd]);
+}
+
+let H = '';
+let O = '';
+let S1 = '';
+let S2 = '';
+let S3 = '';
+let S4 = '';
+let nft: Nft;
+let fw: Firewall;
+
+const netA: FirewallNetwork = { bridge: 'knA', subnets: ['10.1.0.0/24', 'fd00:1::/64'], internal: false, masquerade: true };
+const netB: FirewallNetwork = { bridge: 'knB', subnets: ['10.2.0.0/24'], internal: false, masquerade: false };
+const netI: FirewallNetwork = { bridge: 'knI', subnets: ['10.3.0.0/24'], internal: true, masquerade: true };
+const networks = [netA, netB, netI];
+
+const web: PortMapping = { proto: 'tcp', hostPort: 8080, containerIP: '10.1.0.2', containerPort: 80 };
+const web6: PortMapping = { proto: 'tcp', hostPort: 8080, containerIP: 'fd00:1::2', containerPort: 80 };
+const pinned: PortMapping = { proto: 'tcp', hostIP: '192.0.2.1', hostPort: 8081, containerIP: '10.1.0.3', containerPort: 80 };
+
+function addSandbox(bridge: string, addrs: string[], gw4: string, gw6?: string): string {
+  const ns = makeNetns().name;
+  noDad(ns);
+  const host = uniqueName('kv');
+  ipIn(H, 'link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+  ipIn(H, 'link', 'set', host, 'master', bridge, 'up');
+  for (const a of addrs) ipIn(ns, 'addr', 'add', a, 'dev', 'eth0', 'nodad');
+  ipIn(ns, 'link', 'set', 'eth0', 'up');
+  ipIn(ns, 'route', 'add', 'default', 'via', gw4);
+  if (gw6 !== undefined) ipIn(ns, '-6', 'route', 'add', 'default', 'via', gw6);
+  return ns;
+}
+
+before(async () => {
+  if (skip) return;
+  H = makeNetns().name;
+  O = makeNetns().name;
+  noDad(H);
+  noDad(O);
+  ipIn(H, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', O);
+  ipIn(H, 'addr', 'add', '192.0.2.1/24', 'dev', 'up0');
+  ipIn(H, 'addr', 'add', '2001:db8::1/64', 'dev', 'up0', 'nodad');
+  ipIn(H, 'link', 'set', 'up0', 'up');
+  ipIn(O, 'addr', 'add', '192.0.2.2/24', 'dev', 'up0');
+  ipIn(O, 'addr', 'add', '2001:db8::2/64', 'dev', 'up0', 'nodad');
+  ipIn(O, 'link', 'set', 'up0', 'up');
+  // O can route to every Knit subnet: NAT-mode ones must still be unreachable.
+  for (const s of ['10.1.0.0/24', '10.2.0.0/24', '10.3.0.0/24']) ipIn(O, 'route', 'add', s, 'via', '192.0.2.1');
+  ipIn(O, '-6', 'route', 'add', 'fd00:1::/64', 'via', '2001:db8::1');
+
+  for (const [br, addrs] of [
+    ['knA', ['10.1.0.1/24', 'fd00:1::1/64']],
+    ['knB', ['10.2.0.1/24']],
+    ['knI', ['10.3.0.1/24']],
+  ] as const) {
+    ipIn(H, 'link', 'add', br, 'type', 'bridge');
+    for (const a of addrs) ipIn(H, 'addr', 'add', a, 'dev', br, 'nodad');
+    ipIn(H, 'link', 'set', br, 'up');
+  }
+  inNs(H, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  inNs(H, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+  inNs(H, 'sysctl', '-qw', 'net.ipv4.conf.knA.route_localnet=1');
+  // As Docker leaves it: bridged traffic also passes the inet hooks.
+  inNs(H, 'sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1');
+
+  S1 = addSandbox('knA', ['10.1.0.2/24', 'fd00:1::2/64'], '10.1.0.1', 'fd00:1::1');
+  S2 = addSandbox('knA', ['10.1.0.3/24'], '10.1.0.1');
+  S3 = addSandbox('knB', ['10.2.0.2/24'], '10.2.0.1');
+  S4 = addSandbox('knI', ['10.3.0.2/24'], '10.3.0.1');
+  await Promise.all([O, S1, S2, S3, S4].map(startServer));
+
+  nft = Nft.open(`/run/netns/${H}`);
+  fw = new Firewall(nft);
+  fw.ensure({ networks, ports: [] });
+});
+
+after(() => {
+  for (const s of servers) s.kill();
+  nft?.close();
+});
+
+test('the table is present after ensure, and only in the host netns', { skip }, () => {
+  assert.equal(fw.isPresent(), true);
+  assert.match(inNs(H, 'nft', 'list', 'tables'), /^table inet knit$/m);
+  assert.doesNotMatch(inNs(O, 'nft', 'list', 'tables'), /knit/);
+  assert.deepEqual(fw.listPorts(), []);
+});
+
+test('masquerade: NAT-mode sandboxes reach outside as the host', { skip }, () => {
+  assert.equal(connect(S1, '192.0.2.2'), 'from 192.0.2.1');
+  assert.equal(connect(S1, '2001:db8::2'), 'from 2001:db8::1');
+  // A routed (non-NAT) network keeps its addresses.
+  assert.equal(connect(S3, '192.0.2.2'), 'from 10.2.0.2');
+  // Inside a network nothing is translated.
+  assert.equal(connect(S2, '10.1.0.2'), 'from 10.1.0.3');
+});
+
+test('inbound: NAT-mode sandboxes are unreachable directly, routed ones are', { skip }, () => {
+  assertBlocked(O, '10.1.0.2');
+  assert.equal(connect(O, '10.2.0.2'), 'from 192.0.2.2');
+});
+
+test('isolation: no forwarding between Knit bridges', { skip }, () => {
+  assertBlocked(S1, '10.2.0.2');
+  assertBlocked(S3, '10.1.0.2');
+});
+
+test('internal network: nothing forwarded out or in', { skip }, () => {
+  assertBlocked(S4, '192.0.2.2');
+  assertBlocked(S4, '10.1.0.2');
+  assertBlocked(O, '10.3.0.2');
+});
+
+test('without br_netfilter the same holds', { skip }, () => {
+  inNs(H, 'sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=0', 'net.bridge.bridge-nf-call-ip6tables=0');
+  try {
+    fw.addPorts([web]);
+    assert.equal(connect(S2, '10.1.0.2'), 'from 10.1.0.3');
+    assert.equal(connect(S2, '10.1.0.1', 8080), 'from 10.1.0.1');
+    assert.equal(connect(S1, '192.0.2.2'), 'from 192.0.2.1');
+    assertBlocked(S1, '10.2.0.2');
+  } finally {
+    fw.removePorts([web]);
+    inNs(H, 'sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1');
+  }
+});
+
+test('published ports: from outside, the host (own address and 127.0.0.1), hairpin, other networks', { skip }, () => {
+  fw.addPorts([web, web6, pinned]);
+  assert.deepEqual(
+    fw.listPorts().sort((a, b) => a.hostPort - b.hostPort || a.containerIP.localeCompare(b.containerIP)),
+    [
+      { proto: 'tcp', hostIP: undefined, hostPort: 8080, containerIP: '10.1.0.2', containerPort: 80 },
+      { proto: 'tcp', hostIP: undefined, hostPort: 8080, containerIP: 'fd00:1::2', containerPort: 80 },
+      { proto: 'tcp', hostIP: '192.0.2.1', hostPort: 8081, containerIP: '10.1.0.3', containerPort: 80 },
+    ],
+  );
+  assert.equal(connect(O, '192.0.2.1', 8080), 'from 192.0.2.2');
+  assert.equal(connect(O, '2001:db8::1', 8080), 'from 2001:db8::2');
+  assert.equal(connect(H, '192.0.2.1', 8080), 'from 192.0.2.1');
+  assert.equal(connect(H, '127.0.0.1', 8080), 'from 10.1.0.1');
+  // Hairpin: S2 reaches S1 through a host address and sees the reply come back.
+  assert.equal(connect(S2, '10.1.0.1', 8080), 'from 10.1.0.1');
+  assert.equal(connect(S2, '192.0.2.1', 8080), 'from 10.1.0.1');
+  // From another network, only through the published port.
+  assert.equal(connect(S3, '192.0.2.1', 8080), 'from 10.2.0.2');
+  // A pinned host address answers only there.
+  assert.equal(connect(O, '192.0.2.1', 8081), 'from 192.0.2.2');
+  assert.equal(connect(H, '127.0.0.1', 8081), 'ERR ECONNREFUSED');
+  // The internal network cannot use published ports either.
+  assertBlocked(S4, '10.3.0.1', 8080);
+});
+
+test('ports: adds and deletes are idempotent; a taken host port is a conflict', { skip }, () => {
+  fw.addPorts([web]);
+  assert.throws(
+    () => fw.addPorts([{ ...web, containerIP: '10.1.0.3' }]),
+    (err: unknown) => err instanceof Error && 'code' in err && err.code === 'conflict' && /already published to 10\.1\.0\.2:80/.test(err.message),
+  );
+  // Removing someone else's mapping of the port (an undo after that conflict) leaves it alone.
+  fw.removePorts([{ ...web, containerIP: '10.1.0.3' }]);
+  assert.equal(connect(O, '192.0.2.1', 8080), 'from 192.0.2.2');
+
+  fw.removePorts([web, pinned]);
+  fw.removePorts([web, pinned]);
+  assert.equal(connect(O, '192.0.2.1', 8080), 'ERR ECONNREFUSED');
+  assert.deepEqual(fw.listPorts().map((p) => p.containerIP), ['fd00:1::2']);
+  fw.removePorts([web6]);
+  assert.deepEqual(fw.listPorts(), []);
+
+  // A range is one element per port.
+  const range = [0, 1, 2].map((i) => ({ ...web, hostPort: 9000 + i, containerPort: 80 + i }));
+  fw.addPorts(range);
+  assert.equal(fw.listPorts().length, 3);
+  assert.equal(connect(O, '192.0.2.1', 9000), 'from 192.0.2.2');
+  fw.removePorts(range);
+});
+
+test('networks: element removal lifts isolation, re-adding restores it; both idempotent', { skip }, () => {
+  fw.removeNetwork(netB);
+  fw.removeNetwork(netB);
+  // knB is no Knit bridge now: S1 is forwarded there, NAT-mode, so masqueraded.
+  assert.equal(connect(S1, '10.2.0.2'), 'from 10.2.0.1');
+  fw.addNetwork(netB);
+  fw.addNetwork(netB);
+  assertBlocked(S1, '10.2.0.2');
+  assert.equal(fw.isPresent(), true);
+});
+
+test('ensure replaces the table atomically; a flushed ruleset is detected', { skip }, () => {
+  fw.addPorts([pinned]);
+  // A reader in H never sees the table or its sets missing during replaces.
+  const reader = spawn(
+    'ip',
+    ['netns', 'exec', H, 'sh', '-c', 'for i in $(seq 150); do nft list set inet knit bridges >/dev/null 2>&1 || echo MISSING; done; echo done'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  reader.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const finished = new Promise<void>((resolve) => reader.once('exit', () => resolve()));
+  for (let i = 0; i < 30; i++) fw.ensure({ networks, ports: [web] });
+  return finished.then(() => {
+    assert.equal(out.trim(), 'done');
+    // The rebuild has exactly the new state.
+    assert.deepEqual(fw.listPorts(), [{ ...web, hostIP: undefined }]);
+    assert.equal(connect(O, '192.0.2.1', 8080), 'from 192.0.2.2');
+    assertBlocked(S1, '10.2.0.2');
+
+    inNs(H, 'nft', 'flush', 'ruleset');
+    assert.equal(fw.isPresent(), false);
+    // Removing from a missing table is not an error either.
+    fw.removePorts([web]);
+    fw.ensure({ networks, ports: [] });
+    assert.equal(fw.isPresent(), true);
+    // A hand-deleted rule is drift too.
+    inNs(H, 'nft', 'flush', 'chain', 'inet', 'knit', 'forward');
+    assert.equal(fw.isPresent(), false);
+    fw.ensure({ networks, ports: [] });
+    assert.equal(fw.isPresent(), true);
+  });
+});
