@@ -78,13 +78,20 @@ export async function askRaw(msg: Buffer, o: AskOptions): Promise<Buffer | undef
   }
 }
 
-export async function ask(name: string, type: packet.RecordType, o: AskOptions): Promise<packet.Packet> {
+export async function ask(name: string, type: packet.RecordType, o: AskOptions): Promise<Reply> {
   const q = encodeQuery(name, type, o.edns);
   const raw = await askRaw(q, o);
   if (raw === undefined) throw new Error(`no reply for ${name} ${type} from ${o.server}:${o.port}`);
-  const p = packet.decode(raw);
+  const p = decodeReply(raw);
   if (p.id !== q.readUInt16BE(0)) throw new Error(`reply id ${p.id} does not match query id ${q.readUInt16BE(0)}`);
   return p;
+}
+
+/** A decoded reply; dns-packet decodes the RCODE but its types omit it. */
+export type Reply = packet.DecodedPacket & { rcode: string };
+
+export function decodeReply(raw: Buffer): Reply {
+  return packet.decode(raw) as Reply;
 }
 
 /** The answer data of one type (addresses for A/AAAA, names for PTR). */

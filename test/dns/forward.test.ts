@@ -7,7 +7,11 @@ import { once } from 'node:events';
 import { DnsRecords } from '../../src/services/dns/records.ts';
 import { DnsServer } from '../../src/services/dns/server.ts';
 import { parseUpstream } from '../../src/services/dns/forward.ts';
-import { ask, data, loopback, TestUpstream } from './client.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { watchHostUpstreams } from '../../src/services/dns/resolvconf.ts';
+import { ask, data, encodeQuery, loopback, TestUpstream } from './client.ts';
 
 const records = new DnsRecords();
 const up = new TestUpstream(loopback());
@@ -103,4 +107,47 @@ test('upstream specs: ip, ip:port, [v6]:port, bare v6; garbage refused', () => {
   assert.deepEqual(parseUpstream('fd00::1'), { ip: 'fd00::1', port: 53 });
   assert.equal(parseUpstream('resolver.example'), undefined);
   assert.equal(parseUpstream('10.0.0.1:99999'), undefined);
+});
+
+test('a flood of relayed queries from one client does not starve another', async () => {
+  const flooder = dgram.createSocket('udp4');
+  flooder.bind({ address: loopback(), port: 0 });
+  await once(flooder, 'listening');
+  let refused = 0;
+  flooder.on('message', (m) => {
+    if ((m[3]! & 0xf) === 5) refused += 1;
+  });
+  for (let i = 0; i < 1000; i++) flooder.send(encodeQuery('hang.test', 'A'), port, gw);
+  try {
+    // The flood's queries to a silent upstream sit in flight; another client still gets through.
+    assert.deepEqual(data(await ask('example.test', 'A', o()), 'A'), ['192.0.2.10']);
+    assert.deepEqual(data(await ask('mine', 'A', o()), 'A'), ['10.9.0.2']);
+    for (let i = 0; i < 100 && refused === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(refused > 0, 'queries beyond the per-client limit are refused');
+  } finally {
+    flooder.close();
+  }
+});
+
+test('the server never relays to itself', async () => {
+  upstreams = [`${gw}:${port}`];
+  try {
+    assert.equal((await ask('example.test', 'A', o())).rcode, 'SERVFAIL');
+  } finally {
+    upstreams = [up.spec];
+  }
+});
+
+test('watchHostUpstreams re-reads resolv.conf, at most once per refresh interval', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'knit-resolv-'));
+  try {
+    const path = join(dir, 'resolv.conf');
+    writeFileSync(path, 'nameserver 192.0.2.1\n');
+    const get = watchHostUpstreams(path, join(dir, 'none'), 0);
+    assert.deepEqual(get(), ['192.0.2.1']);
+    writeFileSync(path, 'nameserver 192.0.2.2\n');
+    assert.deepEqual(get(), ['192.0.2.2']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

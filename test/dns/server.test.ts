@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import packet from 'dns-packet';
 import { DnsRecords } from '../../src/services/dns/records.ts';
 import { DnsServer } from '../../src/services/dns/server.ts';
-import { ask, askRaw, data, encodeQuery, loopback } from './client.ts';
+import { ask, askRaw, data, decodeReply, encodeQuery, loopback } from './client.ts';
 
 const records = new DnsRecords();
 const server = new DnsServer({ records, upstreams: () => [] , timeoutMs: 500 });
@@ -39,7 +39,7 @@ test('sandbox name, hostname, alias and NAME.NETWORK resolve (A, case-insensitiv
     assert.equal(r.rcode, 'NOERROR', name);
     assert.ok(r.flag_aa, `${name} answered authoritatively`);
     assert.deepEqual(data(r, 'A'), [a], name);
-    assert.equal(r.answers?.[0]?.ttl, 5);
+    assert.equal((r.answers?.[0] as packet.StringAnswer | undefined)?.ttl, 5);
   }
 });
 
@@ -181,16 +181,16 @@ test('malformed, unknown opcode, several questions, responses: answered with an 
   // Opcode 2 (STATUS) → NOTIMP.
   const status = Buffer.from(good);
   status[2] = (status[2]! & 0x87) | (2 << 3);
-  assert.equal(packet.decode((await askRaw(status, on1(a)))!).rcode, 'NOTIMP');
+  assert.equal(decodeReply((await askRaw(status, on1(a)))!).rcode, 'NOTIMP');
   // Two questions → FORMERR.
   const two = packet.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'alpha' }, { type: 'A', name: 'web' }] });
-  assert.equal(packet.decode((await askRaw(two, on1(a)))!).rcode, 'FORMERR');
+  assert.equal(decodeReply((await askRaw(two, on1(a)))!).rcode, 'FORMERR');
   // Question cut short → FORMERR.
-  assert.equal(packet.decode((await askRaw(good.subarray(0, good.length - 3), on1(a)))!).rcode, 'FORMERR');
+  assert.equal(decodeReply((await askRaw(good.subarray(0, good.length - 3), on1(a)))!).rcode, 'FORMERR');
   // Over 512 bytes without EDNS → FORMERR.
   const fat = Buffer.concat([good, Buffer.alloc(600)]);
   fat.writeUInt16BE(0, 10);
-  assert.equal(packet.decode((await askRaw(fat, on1(a)))!).rcode, 'FORMERR');
+  assert.equal(decodeReply((await askRaw(fat, on1(a)))!).rcode, 'FORMERR');
   // A response, and a runt: dropped (no reply within a short wait).
   const resp = Buffer.from(good);
   resp[2] = resp[2]! | 0x80;

@@ -20,8 +20,13 @@ const skip = process.getuid?.() !== 0 ? 'needs root' : false;
 
 const SERVER = `
 const net = require('node:net');
-net.createServer((s) => s.end('from ' + s.remoteAddress.replace(/^::ffff:/, '') + '\\n'))
-  .listen({ port: 80, host: '::' }, () => console.log('ready'));`;
+const dgram = require('node:dgram');
+const from = (a) => 'from ' + a.replace(/^::ffff:/, '');
+const u = dgram.createSocket('udp6');
+u.on('message', (m, r) => u.send(from(r.address), r.port, r.address));
+u.bind(80, '::', () =>
+  net.createServer((s) => s.end(from(s.remoteAddress) + '\\n'))
+    .listen({ port: 80, host: '::' }, () => console.log('ready')));`;
 
 const CLIENT = `
 const net = require('node:net');
@@ -32,6 +37,14 @@ s.setTimeout(Number(wait), () => { console.log('TIMEOUT'); process.exit(0); });
 s.on('data', (d) => (out += d));
 s.on('end', () => { console.log(out.trim()); process.exit(0); });
 s.on('error', (e) => { console.log('ERR ' + e.code); process.exit(0); });`;
+
+const UDP_CLIENT = `
+const dgram = require('node:dgram');
+const [host, port] = process.argv.slice(1);
+const u = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+u.on('message', (m) => { console.log(String(m)); process.exit(0); });
+const t = setInterval(() => u.send('hi', Number(port), host), 200);
+setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 10000);`;
 
 const servers: ChildProcess[] = [];
 
@@ -218,6 +231,14 @@ test('published ports: from outside, the host (own address and 127.0.0.1), hairp
   // A pinned host address answers only there.
   assert.equal(connect(O, '192.0.2.1', 8081), 'from 192.0.2.2');
   assert.equal(connect(H, '127.0.0.1', 8081), 'ERR ECONNREFUSED');
+  // UDP, the same way.
+  const dns: PortMapping = { proto: 'udp', hostPort: 5353, containerIP: '10.1.0.2', containerPort: 80 };
+  fw.addPorts([dns]);
+  const udp = spawnSync('ip', ['netns', 'exec', O, process.execPath, '-e', UDP_CLIENT, '192.0.2.1', '5353'], {
+    encoding: 'utf8',
+  });
+  assert.equal(udp.stdout.trim(), 'from 192.0.2.2');
+  fw.removePorts([dns]);
   // The internal network cannot use published ports either.
   assertBlocked(S4, '10.3.0.1', 8080);
 });
@@ -256,6 +277,18 @@ test('networks: element removal lifts isolation, re-adding restores it; both ide
   fw.addNetwork(netB);
   assertBlocked(S1, '10.2.0.2');
   assert.equal(fw.isPresent(), true);
+});
+
+test('networks: another network on the same or an overlapping subnet comes and goes', { skip }, () => {
+  const twin: FirewallNetwork = { ...netA, bridge: 'knT' };
+  const wide: FirewallNetwork = { ...netA, bridge: 'knW', subnets: ['10.0.0.0/8'] };
+  fw.addNetwork(twin);
+  fw.addNetwork(wide);
+  fw.removeNetwork(twin);
+  fw.removeNetwork(wide);
+  // netA's own elements are untouched.
+  assert.equal(connect(S1, '192.0.2.2'), 'from 192.0.2.1');
+  assertBlocked(S1, '10.2.0.2');
 });
 
 test('ensure replaces the table atomically; a flushed ruleset is detected', { skip }, () => {

@@ -2,7 +2,9 @@
 // a fake API tells the CLI where it is.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { canRunKernelTests, ipIn, makeNetns } from '../helpers/netns.ts';
@@ -11,9 +13,15 @@ import { startFakeApi, type FakeApi } from './cli-fake-api.ts';
 const knitBin = fileURLToPath(new URL('../../bin/knit', import.meta.url));
 const skip = canRunKernelTests() ? false : 'needs root';
 
-function knit(socket: string, ...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+type Result = { status: number | null; stdout: string; stderr: string };
+
+function knit(socket: string, ...args: string[]): Promise<Result> {
+  return knitEnv({}, socket, ...args);
+}
+
+function knitEnv(env: NodeJS.ProcessEnv, socket: string, ...args: string[]): Promise<Result> {
   return new Promise((resolve) => {
-    const child = spawn(knitBin, ['--socket', socket, ...args], { env: { PATH: process.env.PATH, KNIT_FROM_SOURCE: '1' } });
+    const child = spawn(knitBin, ['--socket', socket, ...args], { env: { PATH: process.env.PATH, KNIT_FROM_SOURCE: '1', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -82,5 +90,23 @@ describe('knit exec', { skip }, () => {
     // Status still passes through the unshare wrapper.
     assert.equal((await knit(api.socket, 'exec', ns.name, 'sh', '-c', 'exit 5')).status, 5);
     rmSync(etcDir, { recursive: true, force: true });
+  });
+
+  it('takes the files from KNIT_ETC_NETNS_DIR (a daemon started with --etc-netns-dir)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'knit-etc-'));
+    try {
+      mkdirSync(join(dir, ns.name));
+      writeFileSync(join(dir, ns.name, 'hosts'), '10.231.0.7 elsewhere\n');
+      const r = await knitEnv({ KNIT_ETC_NETNS_DIR: dir }, api.socket, 'exec', ns.name, '--', 'cat', '/etc/hosts');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, '10.231.0.7 elsewhere\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives the command back NODE_EXTRA_CA_CERTS, which the launcher hides from Node', async () => {
+    const r = await knitEnv({ NODE_EXTRA_CA_CERTS: '/x/ca.pem' }, api.socket, 'exec', ns.name, '--', 'sh', '-c', 'echo "$NODE_EXTRA_CA_CERTS ${KNIT_SAVED_NODE_EXTRA_CA_CERTS:-none}"');
+    assert.equal(r.stdout, '/x/ca.pem none\n');
   });
 });

@@ -10,6 +10,8 @@ export interface Reply {
   body?: unknown;
   /** Sent as is instead of JSON (for replies that are not ErrorBody). */
   raw?: string;
+  /** Stream the JSON in pieces (Transfer-Encoding: chunked) instead of one Content-Length body. */
+  chunked?: boolean;
 }
 
 export interface Seen {
@@ -46,6 +48,11 @@ export async function startFakeApi(routes: Record<string, Reply> = {}): Promise<
         res.end(reply.raw);
       } else if (reply.body === undefined) {
         res.writeHead(reply.status);
+        res.end();
+      } else if (reply.chunked === true) {
+        res.writeHead(reply.status, { 'content-type': 'application/json' });
+        const text = JSON.stringify(reply.body);
+        for (let i = 0; i < text.length; i += 4096) res.write(text.slice(i, i + 4096));
         res.end();
       } else {
         res.writeHead(reply.status, { 'content-type': 'application/json' });

@@ -1,12 +1,13 @@
 // The `knit` CLI against a fake daemon: argument parsing, request bodies,
 // tables and JSON, error lines and exit codes.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { parseResponse } from '../../src/cli/client.ts';
 import { main } from '../../src/cli/main.ts';
 import { parseExecArgs } from '../../src/cli/exec.ts';
 import type { NetworkView, SandboxView } from '../../src/model/api.ts';
@@ -248,7 +249,8 @@ describe('usage errors: one line, the right form, exit 2', () => {
     [['sandbox', 'create', 'x', '--publish', '80:80'], /^knit: --publish apply to a network: add --network NET/],
     [['exec', 'web'], /^knit: missing CMD; usage: knit exec SANDBOX \[--\] CMD/],
     [['exec'], /^knit: missing SANDBOX; usage: knit exec/],
-    [['exec', 'a', 'b', '--', 'ls'], /^knit: unexpected argument 'b' before '--'/],
+    [['exec', 'web', '--'], /^knit: missing CMD/],
+    [['exec', 'web', '--user', 'x', 'ls'], /^knit: unknown option --user; usage: knit exec/],
     [['install', 'nothing'], /^knit: unknown install target 'nothing'; usage: knit install cni/],
   ];
   for (const [argv, want] of cases) {
@@ -324,10 +326,13 @@ describe('exec arguments', () => {
     assert.equal(a.parsed.values.socket, '/s');
   });
 
-  it('without --, everything after SANDBOX is the command', () => {
-    const a = parseExecArgs(['--socket=/s', 'web', 'ip', '-j', 'addr']);
+  it('without --, the command starts at the first word after SANDBOX', () => {
+    const a = parseExecArgs(['--socket=/s', 'web', '--format', 'json', 'ip', '-j', 'addr']);
     assert.equal(a.sandbox, 'web');
     assert.deepEqual(a.command, ['ip', '-j', 'addr']);
+    assert.equal(a.parsed.values.format, 'json');
+    // A later -- is the command's.
+    assert.deepEqual(parseExecArgs(['web', 'sh', '-c', 'x', '--', 'y']).command, ['sh', '-c', 'x', '--', 'y']);
   });
 });
 
@@ -344,7 +349,18 @@ describe('the launcher', () => {
     });
   }
 
-  for (const [how, env] of [['source', { KNIT_FROM_SOURCE: '1' }], ['bundle or source', {}]] as const) {
+  it('the bundle builds, and loads nothing at start but itself', () => {
+    // Rebuilt here so the launcher tests below run the current source's bundle.
+    const b = spawnSync(process.execPath, [join(root, 'scripts/build.ts')], { encoding: 'utf8' });
+    assert.equal(b.status, 0, b.stderr);
+    const bundle = readFileSync(join(root, 'dist/knit.mjs'), 'utf8');
+    // Static imports of builtins evaluate all their lazy exports; koffi loads only for exec.
+    assert.doesNotMatch(bundle, /(^|;)\s*import\s*[^(]*from\s*["']/);
+    assert.doesNotMatch(bundle, /koffi/);
+    assert.match(bundle, /import\("\.\/knit-chunks\/netns-[^"]+\.mjs"\)/);
+  });
+
+  for (const [how, env] of [['source', { KNIT_FROM_SOURCE: '1' }], ['the bundle', {}]] as const) {
     it(`runs the CLI from ${how} with output and exit codes intact`, async () => {
       const ok = await run(env, 'network', 'inspect', 'front', '--socket', api.socket);
       assert.equal(ok.status, 0, ok.stderr);
@@ -357,4 +373,36 @@ describe('the launcher', () => {
       assert.equal(down.stderr, 'knit: cannot reach the Knit daemon at /nonexistent/knit.sock: is it running? start it with `knit daemon`\n');
     });
   }
+});
+
+describe('HTTP replies', () => {
+  it('reads content-length and chunked bodies', () => {
+    const plain = parseResponse(Buffer.from('HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: b\r\n\r\n{}'));
+    assert.equal(plain.status, 201);
+    assert.equal(plain.statusText, 'Created');
+    assert.equal(plain.headers.get('x-a'), 'b');
+    assert.equal(plain.body.toString(), '{}');
+    const chunked = parseResponse(Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\na;ext=1\r\n2,3456789]\r\n0\r\n\r\n'));
+    assert.equal(chunked.body.toString(), '[1,2,3456789]');
+    assert.equal(parseResponse(Buffer.from('HTTP/1.1 204 No Content\r\n\r\n')).body.length, 0);
+  });
+
+  it('rejects what is not a whole reply', () => {
+    assert.throws(() => parseResponse(Buffer.alloc(0)), /closed without a reply/);
+    assert.throws(() => parseResponse(Buffer.from('SSH-2.0\r\n\r\n')), /bad status line/);
+    assert.throws(() => parseResponse(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}')), /content-length 9 but 2/);
+    assert.throws(() => parseResponse(Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nab')), /cut off/);
+  });
+
+  it('a streamed (chunked) reply from node:http comes through whole', async () => {
+    const big = Array.from({ length: 500 }, (_, i) => ({ ...NONE, name: `n${i}` }));
+    api.routes.set('GET /v1/networks', { status: 200, body: big, chunked: true });
+    try {
+      const r = await knit('--socket', api.socket, '--format', 'json', 'network', 'ls');
+      assert.equal(r.code, 0, r.err);
+      assert.equal((JSON.parse(r.out) as NetworkView[]).length, 500);
+    } finally {
+      api.routes.set('GET /v1/networks', { status: 200, body: [NET, NONE] });
+    }
+  });
 });

@@ -35,13 +35,25 @@ test('ruleset: sets carry networks', () => {
   assert.ok(l.includes('set nat_bridges { type ifname; elements = { "kn0" }; }'));
   assert.ok(l.includes('set same_bridge { type ifname . ifname; elements = { "kn0" . "kn0", "kn1" . "kn1", "kn2" . "kn2" }; }'));
   // Internal and non-masquerading networks are not masqueraded.
-  assert.ok(l.includes('set masq4 { type ipv4_addr; flags interval; elements = { 10.1.0.0/24 }; }'));
-  assert.ok(l.includes('set masq6 { type ipv6_addr; flags interval; elements = { fd00:1::/64 }; }'));
+  assert.ok(l.includes('set nat4 { type ipv4_addr . ifname; flags interval; elements = { 10.1.0.0/24 . "kn0" }; }'));
+  assert.ok(l.includes('set nat6 { type ipv6_addr . ifname; flags interval; elements = { fd00:1::/64 . "kn0" }; }'));
   assert.ok(
     l.includes(
       'set local4 { type ipv4_addr . ifname; flags interval; elements = { 10.1.0.0/24 . "kn0", 10.2.0.0/24 . "kn1", 10.3.0.0/24 . "kn2" }; }',
     ),
   );
+});
+
+test('ruleset: networks of different tenants may share a subnet', () => {
+  const t = rulesetText({
+    networks: [
+      { bridge: 'kn0', subnets: ['10.1.0.0/24'], internal: false, masquerade: true },
+      { bridge: 'kn1', subnets: ['10.1.0.0/24'], internal: false, masquerade: true },
+      { bridge: 'kn2', subnets: ['10.0.0.0/8'], internal: false, masquerade: true },
+    ],
+    ports: [],
+  });
+  assert.ok(t.includes('elements = { 10.1.0.0/24 . "kn0", 10.1.0.0/24 . "kn1", 10.0.0.0/8 . "kn2" }'));
 });
 
 test('ruleset: maps carry published ports, any-address ones apart', () => {
@@ -62,7 +74,7 @@ test('ruleset: the rules are fixed and never name a network or port', () => {
     'meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . th dport map @pub4any',
     'ct status dnat ip saddr 127.0.0.0/8 oifname @bridges masquerade',
     'ct status dnat ip saddr . oifname @local4 masquerade',
-    'ip saddr @masq4 ip saddr . oifname != @local4 masquerade',
+    'ip saddr . iifname @nat4 iifname . oifname != @same_bridge masquerade',
     'iifname . oifname @same_bridge accept',
     'iifname @bridges oifname @bridges drop',
     'type nat hook output priority -100; policy accept;',
@@ -107,7 +119,7 @@ test('ruleset: bad input names the field', () => {
   bad(() => mapElement({ proto: 'tcp', hostIP: '::1', hostPort: 1, containerIP: '10.0.0.2', containerPort: 1 }), 'ports.hostIP');
   bad(() => mapElement({ proto: 'sctp' as 'tcp', hostPort: 1, containerIP: '10.0.0.2', containerPort: 1 }), 'ports.proto');
   // Host bits in a subnet are cleared, not refused (a gateway CIDR works too).
-  assert.deepEqual(networkElements({ bridge: 'kn0', subnets: ['10.1.0.1/24'], internal: false, masquerade: true }).masq4, [
-    '10.1.0.0/24',
+  assert.deepEqual(networkElements({ bridge: 'kn0', subnets: ['10.1.0.1/24'], internal: false, masquerade: true }).nat4, [
+    '10.1.0.0/24 . "kn0"',
   ]);
 });
