@@ -31,6 +31,9 @@ export const sendto = bind<[number, Buffer, number, number, Buffer, number], num
 export const setsockopt = bind<[number, number, number, Buffer, number], number>(
   'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
 );
+export const bindAddr = bind<[number, Buffer, number], number>('int bind(int fd, const void *addr, uint32_t len)');
+export const listen = bind<[number, number], number>('int listen(int fd, int backlog)');
+export const getsockname = bind<[number, Buffer, Buffer], number>('int getsockname(int fd, void *addr, void *len)');
 export const mount = bind<[string | null, string, string | null, number, null], number>(
   'int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const void *data)',
 );

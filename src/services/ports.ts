@@ -2,7 +2,7 @@
 // check that a host port is not already served by a local process (a DNAT
 // rule would silently shadow it).
 import { conflict, invalid, KnitError } from '../lib/errors.ts';
-import { probeBind } from '../kernel/portprobe.ts';
+import { probeBind } from '../kernel/socket.ts';
 import { canonicalIP, familyOf } from '../lib/ip.ts';
 import type { Proto } from './firewall/types.ts';
 

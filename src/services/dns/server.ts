@@ -12,7 +12,8 @@ import { conflict, KnitError, messageOf } from '../../lib/errors.ts';
 import { withNetns as kernelWithNetns } from '../../kernel/netns.ts';
 import { reverseNameToIP, type DnsRecords } from './records.ts';
 import { Forwarder, parseUpstream } from './forward.ts';
-import { boundPort, boundSocketFd, closeFd } from './rawsocket.ts';
+import { bindError, bindSocket, boundPort } from '../../kernel/socket.ts';
+import { close as closeFd } from '../../kernel/libc.ts';
 import {
   buildReply,
   CLASS_ANY,
@@ -337,15 +338,20 @@ function sendTo(l: Listener, reply: Buffer, rinfo: dgram.RemoteInfo): void {
 /** UDP and TCP fds on the same ip:port; port 0 takes UDP's pick for TCP too. */
 function bindPair(ip: string, port: number): { udp: number; tcp: number; port: number } {
   for (let attempt = 0; ; attempt++) {
-    const udp = boundSocketFd('udp', ip, port);
+    let udp: number;
+    try {
+      udp = bindSocket('udp', ip, port, { freebind: true });
+    } catch (err) {
+      throw bindError(err);
+    }
     const actual = port === 0 ? boundPort(udp) : port;
     try {
-      const tcp = boundSocketFd('tcp', ip, actual);
+      const tcp = bindSocket('tcp', ip, actual, { freebind: true });
       return { udp, tcp, port: actual };
     } catch (err) {
       closeFd(udp);
       // A random UDP port may be taken on TCP; pick again. A fixed port is the caller's to fix.
-      if (port !== 0 || attempt >= 8) throw err;
+      if (port !== 0 || attempt >= 8) throw bindError(err);
     }
   }
 }
