@@ -35,3 +35,13 @@ export function randomMac(): string {
   b[0] = (b[0]! & 0xfc) | 0x02;
   return formatMac(b);
 }
+
+/**
+ * A locally administered MAC derived from an id (a network's), so the same
+ * object gets the same address every time it is (re)created.
+ */
+export function macFromId(id: string): string {
+  const b = Buffer.from(id.replace(/[^0-9a-f]/gi, '').padEnd(12, '0').slice(0, 12), 'hex');
+  b[0] = (b[0]! & 0xfc) | 0x02;
+  return formatMac(b);
+}

@@ -50,14 +50,17 @@ test('sandboxes on one network reach each other; not across networks', async () 
 });
 
 test('connect and disconnect a running sandbox', () => {
-  h.json('network', 'create', 'netc', '--subnet', '10.93.0.0/24');
+  const net = h.json<NetworkView>('network', 'create', 'netc', '--subnet', '10.93.0.0/24');
   const s1 = h.json<SandboxView>('sandbox', 'create', sbName(), '--network', 'netc');
   const s2 = h.json<SandboxView>('sandbox', 'create', sbName());
   assert.equal(s2.endpoints.length, 0);
   assert.equal(h.knit('network', 'connect', 'netc', s2.name, '--ip', '10.93.0.50').code, 0);
   assert.ok(ping(s2.name, ip4(s1)));
   assert.ok(inNs(s2.name, 'ip', 'addr').out.includes('10.93.0.50/24'));
+  const gwMac = () => (JSON.parse(h.inHost('ip', '-j', 'link', 'show', 'dev', net.bridge as string)) as { address: string }[])[0]?.address;
+  const before = gwMac();
   assert.equal(h.knit('network', 'disconnect', 'netc', s2.name).code, 0);
+  assert.equal(gwMac(), before, 'the gateway keeps its MAC when a port leaves');
   assert.ok(!inNs(s2.name, 'ip', 'addr').out.includes('10.93.0.50'));
   h.knit('sandbox', 'rm', s1.name, s2.name);
 });
@@ -167,4 +170,22 @@ test('exhausted pool and taken static address', () => {
   h.knit('sandbox', 'rm', s1.name, s2.name);
   const names = h.json<SandboxView[]>('sandbox', 'ls').map((s) => s.name);
   assert.ok(!names.some((x) => x.startsWith(prefix)), `no sandbox left: ${names.join(',')}`);
+});
+
+test('a sandbox joins another one (a pod), and none/host networks', () => {
+  h.json('network', 'create', 'netj', '--subnet', '10.99.2.0/24');
+  const pod = h.json<SandboxView>('sandbox', 'create', sbName(), '--network', 'netj');
+  const member = h.json<SandboxView>('sandbox', 'create', sbName(), '--join', pod.name);
+  assert.equal(member.netnsPath, pod.netnsPath);
+  assert.equal(member.joined, pod.name);
+  const rmPod = h.knit('sandbox', 'rm', pod.name);
+  assert.notEqual(rmPod.code, 0, 'a shared namespace cannot go while members remain');
+  assert.match(rmPod.stderr, /shared by/);
+  const iso = h.json<SandboxView>('sandbox', 'create', sbName(), '--network', 'none');
+  assert.ok(!inNs(iso.name, 'ip', '-br', 'addr').out.includes('eth0'));
+  const ex = h.knit('exec', pod.name, '--', 'ip', '-br', 'addr');
+  assert.equal(ex.code, 0, ex.stderr);
+  assert.match(ex.stdout, /10\.99\.2\.2/);
+  assert.equal(h.knit('exec', pod.name, '--', 'sh', '-c', 'exit 7').code, 7);
+  h.knit('sandbox', 'rm', member.name, pod.name, iso.name);
 });
