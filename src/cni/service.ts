@@ -1,0 +1,468 @@
+// The daemon side of Knit's CNI plugins. The `knit` and `knit-ipam`
+// executables are thin clients: they send one CniRequest here and print what
+// comes back. Everything that touches the kernel or the store happens in the
+// daemon, which owns both, so a plugin call costs one process start and one
+// round trip.
+//
+// Every answer is a CniReply: a result, nothing (DEL, CHECK, GC, STATUS), or
+// a CNI error object whose code the plugin prints as is.
+import { createHash } from 'node:crypto';
+import type { Engine } from '../engine/engine.ts';
+import type { Endpoint, Network, Sandbox } from '../model/index.ts';
+import type { GCAttachment, IPConfig, Result100, Route } from './types.ts';
+import { CniError, ErrorCode, toCniError } from './errors.ts';
+import { KnitError } from '../lib/errors.ts';
+import { parseCniArgs } from './args.ts';
+import { parseCniNetConf, parseIpamConf, type CniNetConf, type IpamConf } from './netconf.ts';
+import { checkAttachment } from './check.ts';
+import { getLink, setBridgePort } from '../kernel/link.ts';
+import { withNetns, isNetns } from '../kernel/netns.ts';
+import { withSocket } from '../kernel/netlink/socket.ts';
+import { addRoute } from '../kernel/route.ts';
+import { familyOf, formatPrefix, parsePrefix, parseIP, formatIP } from '../lib/ip.ts';
+
+export type CniVerb = 'add' | 'del' | 'check' | 'gc' | 'status';
+
+/** What a plugin sends: its environment and stdin, decoded. */
+export interface CniRequest {
+  plugin: 'knit' | 'knit-ipam';
+  containerId?: string;
+  netns?: string;
+  ifname?: string;
+  args?: string;
+  config: Record<string, unknown>;
+  /** The result of a delegated IPAM plugin the plugin process ran (ADD). */
+  ipamResult?: Result100;
+}
+
+export interface CniReply {
+  result?: Result100;
+  error?: { code: number; msg: string; details?: string };
+}
+
+/** Labels on a sandbox the CNI plugin made: GC and DEL find attachments by them. */
+export const LABEL_CONTAINER = 'cni.knit.dev/container-id';
+export const LABEL_IFNAME = 'cni.knit.dev/ifname';
+export const LABEL_NETWORK = 'cni.knit.dev/network';
+
+/** One sandbox per (container, ifname): a pod's interfaces come and go independently. */
+export function sandboxNameFor(containerId: string, ifname: string): string {
+  return `cni-${createHash('sha256').update(`${containerId}\0${ifname}`).digest('hex').slice(0, 32)}`;
+}
+
+/** The IPAM owner of a knit-ipam allocation. */
+export function ipamOwnerFor(containerId: string, ifname: string): string {
+  return `cni-ipam:${containerId}:${ifname}`;
+}
+
+export class CniService {
+  private readonly engine: Engine;
+  /** Serializes first-use network creation so concurrent ADDs share one network. */
+  private creating: Promise<unknown> = Promise.resolve();
+
+  constructor(engine: Engine) {
+    this.engine = engine;
+  }
+
+  async handle(verb: string, body: unknown): Promise<CniReply> {
+    try {
+      const req = checkRequest(body);
+      const result = await this.dispatch(verb, req);
+      return result === undefined ? {} : { result };
+    } catch (err) {
+      const e = toCniError(err);
+      return { error: { code: e.code, msg: e.msg, ...(e.details ? { details: e.details } : {}) } };
+    }
+  }
+
+  private async dispatch(verb: string, req: CniRequest): Promise<Result100 | undefined> {
+    const ipam = req.plugin === 'knit-ipam';
+    switch (verb) {
+      case 'add':
+        return ipam ? this.ipamAdd(req) : this.add(req);
+      case 'del':
+        return ipam ? this.ipamDel(req) : this.del(req);
+      case 'check':
+        return ipam ? this.ipamCheck(req) : this.check(req);
+      case 'gc':
+        return ipam ? this.ipamGc(req) : this.gc(req);
+      case 'status':
+        return this.status(req);
+      default:
+        throw new CniError(ErrorCode.InvalidEnvironmentVariables, `unknown CNI_COMMAND: ${verb}`);
+    }
+  }
+
+  // ---- knit ----------------------------------------------------------------
+
+  private async add(req: CniRequest): Promise<Result100> {
+    const conf = parseCniNetConf(req.config);
+    const { containerId, ifname, netns } = need(req, ['containerId', 'ifname', 'netns']);
+    if (!isNetns(netns)) throw new CniError(ErrorCode.InvalidNetNS, `failed to open netns ${JSON.stringify(netns)}: not a network namespace`, 'CNI_NETNS');
+    const args = cniArgs(req.args ?? '');
+    const rc = conf.runtimeConfig;
+    if (rc.bandwidth !== undefined && Object.keys(rc.bandwidth).length > 0) {
+      throw new CniError(
+        ErrorCode.UnsupportedField,
+        'runtimeConfig.bandwidth is not supported by the knit plugin yet; chain the reference "bandwidth" plugin after knit instead',
+        'runtimeConfig.bandwidth',
+      );
+    }
+    if (req.ipamResult?.ips?.length && !conf.create.subnets) {
+      // A delegated IPAM plugin chose the addresses: the network takes their subnets.
+      const subnets = req.ipamResult.ips.map((i) => ({
+        subnet: formatPrefix(parsePrefix(i.address, 'ipam result address', false)),
+        ...(i.gateway ? { gateway: i.gateway } : {}),
+        auxAddresses: {},
+      }));
+      conf.create.subnets = subnets;
+      if (subnets.some((x) => x.subnet.includes(':'))) conf.create.ipv6 = true;
+    }
+    const net = await this.ensureNetwork(conf);
+    const ips = [...(rc.ips ?? []), ...(args.IP ?? []), ...(req.ipamResult?.ips ?? []).map((i) => i.address)];
+    const v4 = ips.map((a) => a.split('/')[0] as string).find((a) => familyOf(a) === 4);
+    const v6 = ips.map((a) => a.split('/')[0] as string).find((a) => familyOf(a) === 6);
+    const mac = rc.mac ?? args.MAC;
+    const aliases = rc.aliases?.[conf.name] ?? rc.aliases?.[net.name] ?? [];
+    const name = sandboxNameFor(containerId, ifname);
+    const labels: Record<string, string> = {
+      [LABEL_CONTAINER]: containerId,
+      [LABEL_IFNAME]: ifname,
+      [LABEL_NETWORK]: net.name,
+    };
+    if (args.K8S_POD_NAMESPACE) labels['k8s.pod.namespace'] = args.K8S_POD_NAMESPACE;
+    if (args.K8S_POD_NAME) labels['k8s.pod.name'] = args.K8S_POD_NAME;
+    if (conf.ipam.type !== undefined && conf.ipam.type !== 'knit' && conf.ipam.type !== 'knit-ipam') labels['cni.knit.dev/ipam'] = conf.ipam.type;
+    await this.engine.createSandbox({
+      name,
+      netnsPath: netns,
+      origin: 'cni',
+      labels,
+      ...(conf.dns || rc.dns ? { dns: dnsOf(rc.dns ?? conf.dns ?? {}) } : {}),
+      networks: [
+        {
+          network: net.name,
+          ifname,
+          defaultRoute: conf.isDefaultGateway,
+          ...(v4 ? { ip: v4 } : {}),
+          ...(v6 ? { ipv6: v6 } : {}),
+          ...(mac ? { mac } : {}),
+          ...(aliases.length ? { aliases } : {}),
+          ...(rc.portMappings?.length ? { publish: rc.portMappings.map(publishSpec) } : {}),
+        },
+      ],
+    });
+    const sb = await this.engine.sandbox(name);
+    const ep = await this.endpointOf(sb);
+    if (!ep) throw new CniError(ErrorCode.Internal, `sandbox ${name} has no endpoint after ADD`);
+    this.applyBridgePortFlags(conf, ep);
+    const result = this.resultFor(conf, net, sb, ep);
+    const extra = this.installIpamRoutes(sb, ep, net, req.ipamResult?.routes ?? [], result.routes ?? []);
+    if (extra.length) result.routes = [...(result.routes ?? []), ...extra];
+    return result;
+  }
+
+  private async del(req: CniRequest): Promise<undefined> {
+    const conf = parseCniNetConf(req.config);
+    const { containerId, ifname } = need(req, ['containerId', 'ifname']);
+    void conf;
+    await this.removeAttachment(sandboxNameFor(containerId, ifname));
+    return undefined;
+  }
+
+  private async check(req: CniRequest): Promise<undefined> {
+    const conf = parseCniNetConf(req.config);
+    const { containerId, ifname, netns } = need(req, ['containerId', 'ifname', 'netns']);
+    const sb = await this.findSandbox(sandboxNameFor(containerId, ifname));
+    if (!sb) throw new CniError(ErrorCode.UnknownContainer, `container ${containerId} has no attachment ${ifname} on network ${conf.name}`, 'CNI_CONTAINERID');
+    const ep = await this.endpointOf(sb);
+    if (!ep) throw new CniError(ErrorCode.UnknownContainer, `container ${containerId} has no endpoint ${ifname}`, 'CNI_CONTAINERID');
+    const net = await this.engine.network(conf.name);
+    const diffs = checkAttachment({ netns, sandbox: sb, endpoint: ep, network: net, prevResult: conf.prevResult, hostNl: this.engine.host.nl });
+    if (diffs.length) throw new CniError(ErrorCode.Internal, `CHECK of ${ifname} in ${netns} failed: ${diffs.join('; ')}`);
+    return undefined;
+  }
+
+  private async gc(req: CniRequest): Promise<undefined> {
+    const conf = parseCniNetConf(req.config);
+    const valid = validAttachments(req.config);
+    const stale = (await this.engine.state.sandboxes()).filter(
+      (s) =>
+        s.origin === 'cni' &&
+        s.labels[LABEL_NETWORK] === conf.name &&
+        !valid.has(`${s.labels[LABEL_CONTAINER] ?? ''}\0${s.labels[LABEL_IFNAME] ?? ''}`),
+    );
+    for (const s of stale) await this.removeAttachment(s.name);
+    return undefined;
+  }
+
+  private async status(req: CniRequest): Promise<undefined> {
+    const name = typeof req.config.name === 'string' ? req.config.name : '';
+    const net = (await this.engine.state.networks()).find((n) => n.name === name);
+    if (!net) return undefined; // made on first ADD
+    if (net.driver === 'bridge' && net.bridge) {
+      const br = getLink(this.engine.host.nl, net.bridge);
+      if (!br || !br.up) {
+        throw new CniError(ErrorCode.LimitedConnectivity, `bridge ${net.bridge} of network ${net.name} is ${br ? 'down' : 'missing'}`, 'bridge');
+      }
+    }
+    return undefined;
+  }
+
+  // ---- knit-ipam -----------------------------------------------------------
+
+  private async ipamAdd(req: CniRequest): Promise<Result100> {
+    const ipam = parseIpamConf(req.config);
+    const { containerId, ifname } = need(req, ['containerId', 'ifname']);
+    const args = cniArgs(req.args ?? '');
+    const key = await this.ipamNetwork(ipam);
+    const rec = await this.engine.ipam.getNetwork(key);
+    if (!rec) throw new CniError(ErrorCode.Internal, `IPAM pools of ${ipam.network} vanished`);
+    const owner = ipamOwnerFor(containerId, ifname);
+    const wanted = [...(ipam.runtimeIps ?? []), ...(args.IP ?? [])].map((a) => a.split('/')[0] as string);
+    const ips: IPConfig[] = [];
+    try {
+      for (const pool of rec.pools) {
+        const family = familyOf(pool.gateway) as 4 | 6;
+        const want = wanted.find((a) => familyOf(a) === family);
+        const ip = want ?? (ipam.rangeStart || ipam.rangeEnd ? await this.inRange(key, family, owner, ipam, pool.subnet) : undefined);
+        const got = await this.engine.ipam.allocate(key, { family, owner, ...(ip ? { ip } : {}) });
+        ips.push({ address: `${got}/${parsePrefix(pool.subnet).len}`, gateway: pool.gateway });
+      }
+    } catch (err) {
+      await this.engine.ipam.releaseOwner(owner, key);
+      throw err;
+    }
+    const routes: Route[] = ipam.routes ?? [];
+    return { cniVersion: '1.1.0', ips, routes, ...(ipam.dns ? { dns: ipam.dns } : {}) };
+  }
+
+  /** The first free address in [rangeStart, rangeEnd]; the IPAM's own allocation is round-robin over the pool. */
+  private async inRange(key: string, family: 4 | 6, owner: string, ipam: IpamConf, subnet: string): Promise<string> {
+    const held = (await this.engine.ipam.addressesOf(owner)).find((a) => a.network === key && a.family === family);
+    if (held) return held.ip;
+    const p = parsePrefix(subnet);
+    const lo = ipam.rangeStart ? parseIP(ipam.rangeStart, 'ipam.rangeStart').addr : p.addr + 1n;
+    const size = 1n << BigInt((family === 4 ? 32 : 128) - p.len);
+    const hi = ipam.rangeEnd ? parseIP(ipam.rangeEnd, 'ipam.rangeEnd').addr : p.addr + size - 2n;
+    const used = new Set((await this.engine.ipam.allocations(key)).map((a) => a.ip));
+    for (let a = lo; a <= hi; a++) {
+      const ip = formatIP(family, a);
+      if (!used.has(ip)) return ip;
+    }
+    throw new CniError(ErrorCode.Internal, `no free address in ${formatIP(family, lo)}-${formatIP(family, hi)} of ${subnet}`, 'ipam.rangeStart');
+  }
+
+  private async ipamDel(req: CniRequest): Promise<undefined> {
+    const ipam = parseIpamConf(req.config);
+    const { containerId, ifname } = need(req, ['containerId', 'ifname']);
+    const key = await this.ipamKeyIfExists(ipam.network);
+    if (key) await this.engine.ipam.releaseOwner(ipamOwnerFor(containerId, ifname), key);
+    return undefined;
+  }
+
+  private async ipamCheck(req: CniRequest): Promise<undefined> {
+    const ipam = parseIpamConf(req.config);
+    const { containerId, ifname } = need(req, ['containerId', 'ifname']);
+    const key = await this.ipamKeyIfExists(ipam.network);
+    const held = key ? (await this.engine.ipam.addressesOf(ipamOwnerFor(containerId, ifname))).filter((a) => a.network === key) : [];
+    if (held.length === 0) throw new CniError(ErrorCode.UnknownContainer, `container ${containerId} (${ifname}) holds no address on ${ipam.network}`, 'CNI_CONTAINERID');
+    return undefined;
+  }
+
+  private async ipamGc(req: CniRequest): Promise<undefined> {
+    const ipam = parseIpamConf(req.config);
+    const valid = validAttachments(req.config);
+    const key = await this.ipamKeyIfExists(ipam.network);
+    if (!key) return undefined;
+    for (const a of await this.engine.ipam.allocations(key)) {
+      if (!a.owner.startsWith('cni-ipam:')) continue;
+      const rest = a.owner.slice('cni-ipam:'.length);
+      const cut = rest.lastIndexOf(':');
+      if (!valid.has(`${rest.slice(0, cut)}\0${rest.slice(cut + 1)}`)) await this.engine.ipam.release(key, a.ip);
+    }
+    return undefined;
+  }
+
+  /**
+   * The IPAM key knit-ipam allocates from: the Knit network of that name when
+   * there is one (so plugins share its pool with Knit's own endpoints), else
+   * pools of its own, made from the section on first use.
+   */
+  private async ipamNetwork(ipam: IpamConf): Promise<string> {
+    const existing = await this.ipamKeyIfExists(ipam.network);
+    if (existing) return existing;
+    const key = `cni-ipam:${ipam.network}`;
+    return this.serialized(async () => {
+      if (await this.engine.ipam.getNetwork(key)) return key;
+      await this.engine.ipam.createNetwork(key, {
+        pools: ipam.pools,
+        ipv4: ipam.pools.length === 0 || ipam.pools.some((p) => !p.subnet.includes(':')),
+        ipv6: ipam.pools.some((p) => p.subnet.includes(':')),
+        hostRoutes: this.engine.hostRoutes(),
+      });
+      return key;
+    });
+  }
+
+  private async ipamKeyIfExists(name: string): Promise<string | undefined> {
+    const net = (await this.engine.state.networks()).find((n) => n.name === name);
+    if (net) return net.id;
+    const key = `cni-ipam:${name}`;
+    return (await this.engine.ipam.getNetwork(key)) ? key : undefined;
+  }
+
+  // ---- helpers -------------------------------------------------------------
+
+  /** The Knit network named by the config, created from it on first use. */
+  private async ensureNetwork(conf: CniNetConf): Promise<Network> {
+    const find = async () => (await this.engine.state.networks()).find((n) => n.name === conf.name);
+    const found = await find();
+    if (found) return found;
+    return this.serialized(async () => {
+      const again = await find();
+      if (again) return again;
+      await this.engine.createNetwork(conf.create);
+      const made = await find();
+      if (!made) throw new CniError(ErrorCode.Internal, `network ${conf.name} vanished right after it was created`);
+      return made;
+    });
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.creating.then(fn, fn);
+    this.creating = run.catch(() => undefined);
+    return run;
+  }
+
+  private async findSandbox(name: string): Promise<Sandbox | undefined> {
+    return (await this.engine.state.sandboxes()).find((s) => s.name === name);
+  }
+
+  private async endpointOf(sb: Sandbox): Promise<Endpoint | undefined> {
+    return (await this.engine.state.endpoints()).find((e) => e.sandboxId === sb.id);
+  }
+
+  /** DEL: nothing left is success; so is a namespace that is already gone. */
+  private async removeAttachment(name: string): Promise<void> {
+    try {
+      await this.engine.deleteSandbox(name);
+    } catch (err) {
+      if (err instanceof KnitError && err.code === 'not-found') return;
+      throw err;
+    }
+  }
+
+  /** hairpinMode and promiscMode as the reference bridge plugin applies them. */
+  private applyBridgePortFlags(conf: CniNetConf, ep: Endpoint): void {
+    if (!ep.hostIfname) return;
+    if (conf.hairpinMode) setHairpin(this.engine, ep.hostIfname);
+  }
+
+  /** Routes a delegated IPAM plugin asked for (the reference bridge installs them in the container too). */
+  private installIpamRoutes(sb: Sandbox, ep: Endpoint, net: Network, routes: Route[], have: Route[]): Route[] {
+    const added: Route[] = [];
+    for (const r of routes) {
+      const fam = r.dst.includes(':') ? 6 : 4;
+      const gw = r.gw ?? net.subnets.find((x) => (x.subnet.includes(':') ? 6 : 4) === fam)?.gateway;
+      if (have.some((h) => h.dst === r.dst)) continue;
+      const dst = r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst;
+      withNetns(sb.netnsPath, () =>
+        withSocket(undefined, (s) => {
+          const link = getLink(s, ep.ifname);
+          if (!link) throw new CniError(ErrorCode.Internal, `interface ${ep.ifname} vanished while adding route ${r.dst}`);
+          addRoute(s, { family: fam, dst, oif: link.index, ...(gw ? { gateway: gw } : {}) });
+        }),
+      );
+      added.push({ dst: r.dst, ...(gw ? { gw } : {}) });
+    }
+    return added;
+  }
+
+  private resultFor(conf: CniNetConf, net: Network, sb: Sandbox, ep: Endpoint): Result100 {
+    const nl = this.engine.host.nl;
+    const interfaces: Result100['interfaces'] = [];
+    let hostIdx: number | undefined;
+    if (net.bridge) {
+      const br = getLink(nl, net.bridge);
+      interfaces.push({ name: net.bridge, mac: br?.mac ?? '' });
+    }
+    if (ep.hostIfname) {
+      const peer = getLink(nl, ep.hostIfname);
+      hostIdx = interfaces.length;
+      interfaces.push({ name: ep.hostIfname, mac: peer?.mac ?? '' });
+    }
+    void hostIdx;
+    const inside = withNetns(sb.netnsPath, () => withSocket(undefined, (s) => getLink(s, ep.ifname)));
+    const ctr = interfaces.length;
+    interfaces.push({ name: ep.ifname, mac: inside?.mac ?? ep.mac, sandbox: sb.netnsPath, ...(inside ? { mtu: inside.mtu } : {}) });
+    const ips: IPConfig[] = [];
+    const routes: Route[] = [];
+    for (const cidr of [ep.ipv4, ep.ipv6]) {
+      if (!cidr) continue;
+      const fam = cidr.includes(':') ? 6 : 4;
+      const sub = net.subnets.find((s) => (s.subnet.includes(':') ? 6 : 4) === fam);
+      const gw = conf.isGateway || ep.defaultRoute ? sub?.gateway : undefined;
+      ips.push({ interface: ctr, address: cidr, ...(gw ? { gateway: gw } : {}) });
+      if (ep.defaultRoute && sub?.gateway && !net.internal) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw: sub.gateway });
+    }
+    const dns = conf.dns;
+    return { cniVersion: '1.1.0', interfaces, ips, routes, ...(dns ? { dns } : {}) };
+  }
+}
+
+function setHairpin(engine: Engine, ifname: string): void {
+  const link = getLink(engine.host.nl, ifname);
+  if (link) setBridgePort(engine.host.nl, link.index, { hairpin: true });
+}
+
+function checkRequest(body: unknown): CniRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new CniError(ErrorCode.DecodingFailure, 'the CNI request to the daemon is not a JSON object');
+  }
+  const b = body as Record<string, unknown>;
+  if (b.plugin !== 'knit' && b.plugin !== 'knit-ipam') throw new CniError(ErrorCode.DecodingFailure, 'plugin must be "knit" or "knit-ipam"', 'plugin');
+  if (typeof b.config !== 'object' || b.config === null || Array.isArray(b.config)) {
+    throw new CniError(ErrorCode.DecodingFailure, 'config must be the plugin configuration object', 'config');
+  }
+  for (const k of ['containerId', 'netns', 'ifname', 'args'] as const) {
+    if (b[k] !== undefined && typeof b[k] !== 'string') throw new CniError(ErrorCode.DecodingFailure, `${k} must be a string`, k);
+  }
+  return b as unknown as CniRequest;
+}
+
+function need<K extends 'containerId' | 'ifname' | 'netns'>(req: CniRequest, keys: K[]): Record<K, string> {
+  const env: Record<string, string> = { containerId: 'CNI_CONTAINERID', ifname: 'CNI_IFNAME', netns: 'CNI_NETNS' };
+  const out = {} as Record<K, string>;
+  for (const k of keys) {
+    const v = req[k];
+    if (typeof v !== 'string' || v === '') throw new CniError(ErrorCode.InvalidEnvironmentVariables, `required env variables [${env[k]}] missing`);
+    out[k] = v;
+  }
+  return out;
+}
+
+function cniArgs(args: string): ReturnType<typeof parseCniArgs> {
+  try {
+    return parseCniArgs(args);
+  } catch (err) {
+    throw new CniError(ErrorCode.InvalidEnvironmentVariables, err instanceof Error ? err.message : String(err), 'CNI_ARGS');
+  }
+}
+
+function validAttachments(config: Record<string, unknown>): Set<string> {
+  const raw = config['cni.dev/valid-attachments'];
+  const list: GCAttachment[] = Array.isArray(raw) ? (raw as GCAttachment[]) : [];
+  return new Set(list.map((a) => `${a.containerID}\0${a.ifname}`));
+}
+
+function dnsOf(d: { nameservers?: string[]; search?: string[]; options?: string[] }): { servers: string[]; search: string[]; options: string[] } {
+  return { servers: d.nameservers ?? [], search: d.search ?? [], options: d.options ?? [] };
+}
+
+/** A CNI portMapping as Knit's publish spec: [hostIP:]hostPort:containerPort/proto. */
+function publishSpec(p: { hostPort: number; containerPort: number; protocol?: string; hostIP?: string }): string {
+  const proto = (p.protocol ?? 'tcp').toLowerCase();
+  const host = p.hostIP && p.hostIP !== '' ? (p.hostIP.includes(':') ? `[${p.hostIP}]:` : `${p.hostIP}:`) : '';
+  return `${host}${p.hostPort}:${p.containerPort}/${proto}`;
+}
