@@ -1,0 +1,58 @@
+// What Knit writes into /etc/netns/NAME for a sandbox: which resolver, which
+// search domains, and when no file at all.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sandboxHosts, sandboxResolvConf, type Attachment } from '../../src/agent/etc-netns.ts';
+import { dnsAddresses, servesDns } from '../../src/agent/dns.ts';
+import type { Network, Sandbox } from '../../src/model/index.ts';
+
+function net(name: string, over: Partial<Network> = {}): Network {
+  return {
+    id: `id-${name}`, name, tenant: 'default', driver: 'bridge', scope: 'local', ipv6: false, internal: false, mtu: 1500,
+    icc: true, masquerade: true, dns: true, options: {}, labels: {}, origin: 'api', created: '2026-01-01T00:00:00Z',
+    subnets: [{ subnet: '10.1.0.0/24', gateway: '10.1.0.1', auxAddresses: {} }],
+    ...over,
+  };
+}
+
+function sandbox(over: Partial<Sandbox> = {}): Sandbox {
+  return {
+    id: 'sb', name: 'web', netnsPath: '/run/netns/web', ownsNetns: true, dns: { servers: [], search: [], options: [] },
+    labels: {}, origin: 'api', state: 'ready', created: '2026-01-01T00:00:00Z', ...over,
+  };
+}
+
+function att(n: Network, ipv4 = '10.1.0.5/24', ipv6?: string): Attachment {
+  return {
+    net: n,
+    ep: { id: `ep-${n.name}`, networkId: n.id, sandboxId: 'sb', ifname: 'eth0', mac: '', ipv4, ...(ipv6 ? { ipv6 } : {}), aliases: [], ports: [], defaultRoute: true, state: 'ready', created: '' },
+  };
+}
+
+const how = { servesDns, upstreams: () => ['127.0.0.53', '192.0.2.1', '192.0.2.2:5353'] };
+
+test('the first DNS-enabled network names the resolver; every DNS network is a search domain', () => {
+  const v6 = net('b', { subnets: [{ subnet: 'fd00::/64', gateway: 'fd00::1', auxAddresses: {} }, { subnet: '10.2.0.0/24', gateway: '10.2.0.1', auxAddresses: {} }] });
+  const conf = sandboxResolvConf(sandbox({ dns: { servers: [], search: ['corp.test'], options: ['ndots:2'] } }), [att(net('off', { dns: false })), att(v6), att(net('a'))], how);
+  assert.deepEqual(conf, { nameservers: ['10.2.0.1', 'fd00::1'], search: ['b', 'a', 'corp.test'], options: ['ndots:2'] });
+  assert.deepEqual(dnsAddresses(v6), ['10.2.0.1', 'fd00::1']);
+});
+
+test('--dns servers override; no DNS network falls back to usable upstreams; nothing at all: no file', () => {
+  assert.deepEqual(sandboxResolvConf(sandbox({ dns: { servers: ['9.9.9.9'], search: [], options: [] } }), [att(net('a'))], how)?.nameservers, ['9.9.9.9']);
+  assert.deepEqual(sandboxResolvConf(sandbox(), [att(net('off', { dns: false }))], how)?.nameservers, ['192.0.2.1']);
+  assert.equal(sandboxResolvConf(sandbox(), [], how), undefined);
+});
+
+test('built-in and non-bridge networks serve no names', () => {
+  assert.equal(servesDns(net('bridge', { origin: 'builtin' })), false);
+  assert.equal(servesDns(net('h', { driver: 'host' })), false);
+  assert.equal(servesDns(net('a')), true);
+});
+
+test('hosts gives the sandbox its own names on each address', () => {
+  const text = sandboxHosts(sandbox({ hostname: 'h1' }), [att(net('a'), '10.1.0.5/24', 'fd00::5/64')]);
+  assert.match(text, /^127\.0\.0\.1\tlocalhost$/m);
+  assert.match(text, /^10\.1\.0\.5\th1 web$/m);
+  assert.match(text, /^fd00::5\th1 web$/m);
+});
