@@ -6,6 +6,7 @@ import type { ErrorBody, StatusView, VersionView, ConnectRequest } from '../mode
 import { API_VERSION, httpStatusOf } from '../model/api.ts';
 import { KnitError, invalid, messageOf } from '../lib/errors.ts';
 import { VERSION } from '../version.ts';
+import { CniService } from '../cni/service.ts';
 
 export interface ApiContext {
   engine: Engine;
@@ -27,7 +28,16 @@ const routes: [string, RegExp, Handler][] = [
   ['POST', /^\/v1\/sandboxes$/, async (c, _p, b) => c.engine.createSandbox(b)],
   ['GET', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.inspectSandbox(n as string)],
   ['DELETE', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.deleteSandbox(n as string)],
+  // Knit's CNI plugins: the reply carries a result or a CNI error object (always 200).
+  ['POST', /^\/v1\/cni\/(add|del|check|gc|status)$/, async (c, [verb], b) => cniService(c.engine).handle(verb as string, b)],
 ];
+
+const cniServices = new WeakMap<Engine, CniService>();
+function cniService(engine: Engine): CniService {
+  let s = cniServices.get(engine);
+  if (!s) cniServices.set(engine, (s = new CniService(engine)));
+  return s;
+}
 
 function sandboxOf(b: unknown): string {
   const s = (b as { sandbox?: unknown } | undefined)?.sandbox;

@@ -12,6 +12,8 @@ import { reconcile, type ReconcileReport } from '../engine/reconcile.ts';
 import { apiHandler } from './api.ts';
 import { ensureBuiltinNetworks } from './builtins.ts';
 import type { StatusView } from '../model/api.ts';
+import { DaemonDns } from './dns.ts';
+import { dockerUserRules, startDockerPlugin, type DockerPlugin } from '../docker/plugin.ts';
 
 export interface DaemonOptions {
   socket: string;
@@ -20,6 +22,10 @@ export interface DaemonOptions {
   netnsDir: string;
   etcNetnsDir: string;
   defaultBridge: boolean;
+  /** Serve Docker's plugin socket (knit.sock) in this directory; undefined: do not. */
+  dockerPluginDir?: string | undefined;
+  /** Upstream resolvers for names Knit does not own (`--dns`); none: the host's /etc/resolv.conf. */
+  dnsServers?: string[] | undefined;
   log: (msg: string) => void;
 }
 
@@ -42,6 +48,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const report = await reconcile(engine);
   logReport(opts.log, report);
   await ensureBuiltinNetworks(engine, opts.defaultBridge);
+  // Names are loaded before the API accepts a request, so none is missed.
+  const dns = new DaemonDns(engine, { upstreams: opts.dnsServers ?? [], log: opts.log });
+  await dns.start();
+  // Beside a dockerd, Knit's bridges need Docker's FORWARD chain to let them through.
+  const dockerUser = dockerUserRules(engine, opts.log);
+  dockerUser.start();
+  let docker: DockerPlugin | undefined;
+  if (opts.dockerPluginDir) docker = await startDockerPlugin(engine, { dir: opts.dockerPluginDir, log: opts.log, dockerUser });
 
   const status = async (): Promise<StatusView> => ({
     daemon: {
@@ -71,8 +85,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     server,
     report,
     async stop() {
+      dockerUser.stop();
+      await docker?.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
+      await dns.stop();
       rmSync(opts.socket, { force: true });
       closeHost(host);
       await store.close();

@@ -2,8 +2,10 @@
 import { parseArgs } from 'node:util';
 import { startDaemon } from './daemon.ts';
 import { messageOf } from '../lib/errors.ts';
+import { statSync } from 'node:fs';
+import { DEFAULT_PLUGIN_DIR } from '../docker/plugin.ts';
 
-const USAGE = `usage: knit daemon [--socket PATH] [--state-dir DIR] [--run-dir DIR] [--netns-dir DIR] [--etc-netns-dir DIR] [--no-default-bridge]`;
+const USAGE = `usage: knit daemon [--socket PATH] [--state-dir DIR] [--run-dir DIR] [--netns-dir DIR] [--etc-netns-dir DIR] [--no-default-bridge] [--docker-plugin-dir DIR | --no-docker-plugin] [--dns IP[:PORT]]...`;
 
 export async function runDaemon(argv: string[]): Promise<number> {
   let values;
@@ -17,6 +19,9 @@ export async function runDaemon(argv: string[]): Promise<number> {
         'netns-dir': { type: 'string' },
         'etc-netns-dir': { type: 'string' },
         'no-default-bridge': { type: 'boolean' },
+        'docker-plugin-dir': { type: 'string' },
+        'no-docker-plugin': { type: 'boolean' },
+        dns: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -39,6 +44,8 @@ export async function runDaemon(argv: string[]): Promise<number> {
       netnsDir: values['netns-dir'] ?? '/run/netns',
       etcNetnsDir: values['etc-netns-dir'] ?? '/etc/netns',
       defaultBridge: !values['no-default-bridge'],
+      dnsServers: values.dns ?? [],
+      dockerPluginDir: values['no-docker-plugin'] ? undefined : (values['docker-plugin-dir'] ?? (inInitialNetns() ? DEFAULT_PLUGIN_DIR : undefined)),
       log,
     });
     await new Promise<void>((resolve) => {
@@ -53,5 +60,18 @@ export async function runDaemon(argv: string[]): Promise<number> {
   } catch (err) {
     process.stderr.write(`knit daemon: ${messageOf(err)}\n`);
     return 1;
+  }
+}
+
+/**
+ * A dockerd can only use Knit's bridges from the namespace they live in; a
+ * daemon in another namespace (tests, several daemons side by side) serves
+ * the plugin only where --docker-plugin-dir says, never on the shared default.
+ */
+function inInitialNetns(): boolean {
+  try {
+    return statSync('/proc/self/ns/net').ino === statSync('/proc/1/ns/net').ino;
+  } catch {
+    return false;
   }
 }

@@ -12,7 +12,7 @@ import { addAddress } from './network.ts';
 import { emit, endpointAddresses, formatPort, shortId, table } from './output.ts';
 
 const CREATE_USAGE =
-  'knit sandbox create NAME [--network NET]... [--ip IP] [--ip6 IP] [--alias A]... [--publish SPEC]... [--hostname H] [--label k=v]... [--join SANDBOX]';
+  'knit sandbox create NAME [--network NET]... [--ip IP] [--ip6 IP] [--alias A]... [--publish SPEC]... [--hostname H] [--label k=v]... [--join SANDBOX] [--dns IP]... [--dns-search DOMAIN]... [--dns-option OPT]...';
 const LS_USAGE = 'knit sandbox ls [--format table|json]';
 const INSPECT_USAGE = 'knit sandbox inspect NAME...';
 const RM_USAGE = 'knit sandbox rm NAME...';
@@ -43,6 +43,9 @@ export function sandboxCreateBody(p: Parsed): SandboxCreateBody {
   if (labels !== undefined) body.labels = labels;
   const join = str(p, 'join');
   if (join !== undefined) body.join = join;
+  // Written to the sandbox's /etc/netns resolv.conf; --dns replaces Knit's own DNS server there.
+  const dns = { servers: list(p, 'dns'), search: list(p, 'dns-search'), options: list(p, 'dns-option') };
+  if (dns.servers.length + dns.search.length + dns.options.length > 0) body.dns = dns;
   return body;
 }
 
@@ -72,6 +75,9 @@ export const sandboxCommands: Record<string, Command> = {
       hostname: { type: 'string' },
       label: { type: 'string', multiple: true },
       join: { type: 'string' },
+      dns: { type: 'string', multiple: true },
+      'dns-search': { type: 'string', multiple: true },
+      'dns-option': { type: 'string', multiple: true },
     },
     async run(ctx, p) {
       const box = await ctx.client().post<SandboxView>('/v1/sandboxes', sandboxCreateBody(p));

@@ -13,6 +13,8 @@ import { addRoute } from '../kernel/route.ts';
 import { NetlinkSocket } from '../kernel/netlink/socket.ts';
 import { openNetnsFd, closeFd } from '../kernel/netns.ts';
 import { setSysctl } from '../kernel/sysctl.ts';
+import { macFromId } from '../kernel/mac.ts';
+import { announceAddress } from '../kernel/arp.ts';
 import { bridgeName, gatewayCidrs, firewallNetwork } from './common.ts';
 
 export const bridgeDriver: NetworkDriver = {
@@ -26,10 +28,12 @@ export const bridgeDriver: NetworkDriver = {
       throw new KnitError('conflict', `bridge name '${name}' is taken by a ${br.kind ?? 'non-bridge'} interface; choose another with --opt bridge=NAME`);
     }
     if (!br) {
-      createBridge(host.nl, { name, mtu: net.mtu, up: true, alias: ownerAlias('net', net.id) });
+      // A bridge without its own MAC takes its lowest port's, and changes it
+      // when that port leaves: every sandbox's ARP entry for the gateway goes stale.
+      createBridge(host.nl, { name, mtu: net.mtu, mac: macFromId(net.id), up: true, alias: ownerAlias('net', net.id) });
       br = getLink(host.nl, name);
-    } else if (!br.up) {
-      setLink(host.nl, name, { up: true });
+    } else if (!br.up || (br.alias === ownerAlias('net', net.id) && br.mac !== macFromId(net.id))) {
+      setLink(host.nl, name, { up: true, ...(br.alias === ownerAlias('net', net.id) ? { mac: macFromId(net.id) } : {}) });
     }
     if (!br) throw new KnitError('internal', `bridge ${name} vanished right after it was created`);
     const v6 = net.subnets.some((s) => s.subnet.includes(':'));
@@ -55,6 +59,10 @@ export const bridgeDriver: NetworkDriver = {
     const hostIf = ep.hostIfname as string;
     const existing = getLink(host.nl, hostIf);
     if (existing && existing.alias !== ownerAlias('ep', ep.id)) deleteLink(host.nl, existing.index);
+    if (ep.hostPeer) {
+      attachHostPeer(host, net, br.index, ep, existing !== undefined && existing.alias === ownerAlias('ep', ep.id));
+      return;
+    }
     const peerOk = existing && existing.alias === ownerAlias('ep', ep.id) && sandboxHas(sb, ep);
     if (!peerOk) {
       if (existing) deleteLink(host.nl, hostIf);
@@ -83,6 +91,7 @@ export const bridgeDriver: NetworkDriver = {
     // Hairpin lets a sandbox reach itself through its own published port.
     setBridgePort(host.nl, link.index, { isolated: !net.icc, hairpin: true });
     configureSandbox(net, sb, ep);
+    announce(sb.netnsPath, ep.ifname, ep);
   },
 
   async detach(host, _net, _sb, ep) {
@@ -97,11 +106,51 @@ export const bridgeDriver: NetworkDriver = {
       const link = ep.hostIfname ? getLink(host.nl, ep.hostIfname) : undefined;
       if (!link) problems.push(`veth ${ep.hostIfname} is missing`);
       else if (br && link.master !== br.index) problems.push(`veth ${ep.hostIfname} is not on bridge ${br.name}`);
+      // The runtime moved and renamed the sandbox end: only the host side is ours to check.
+      if (ep.hostPeer) return problems;
       if (!sandboxHas(sb, ep)) problems.push(`interface ${ep.ifname} in sandbox ${sb.name} is missing or has other addresses`);
     }
     return problems;
   },
 };
+
+/**
+ * Docker's Join contract: both ends of the veth stay in the host namespace;
+ * dockerd moves the peer (named ep.hostPeer) into the container, renames it
+ * and sets its addresses. The MAC is set here, so neighbours learn the same
+ * MAC whichever side configures the rest.
+ */
+function attachHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoint, exists: boolean): void {
+  const hostIf = ep.hostIfname as string;
+  if (!exists) {
+    const stale = getLink(host.nl, ep.hostPeer as string);
+    if (stale && stale.alias === undefined) deleteLink(host.nl, stale.index);
+    try {
+      createVeth(host.nl, { name: hostIf, peerName: ep.hostPeer as string, peerMac: ep.mac, mtu: net.mtu, master: brIndex, up: true, alias: ownerAlias('ep', ep.id) });
+    } catch (err) {
+      throw new KnitError('internal', `creating veth ${hostIf}/${ep.hostPeer} on ${net.name}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+  const link = getLink(host.nl, hostIf);
+  if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
+  if (link.master !== brIndex) setLink(host.nl, link.index, { master: brIndex, up: true });
+  setBridgePort(host.nl, link.index, { isolated: !net.icc, hairpin: true });
+  // The container end has no address yet: announce from the bridge, so that
+  // peers replace a neighbour entry left by an earlier holder of the address.
+  announce(host.netnsPath, bridgeName(net), ep);
+}
+
+/** Gratuitous ARP / unsolicited NA for the endpoint's addresses; best effort. */
+function announce(netnsPath: string, ifname: string, ep: Endpoint): void {
+  for (const cidr of [ep.ipv4, ep.ipv6]) {
+    if (!cidr) continue;
+    try {
+      announceAddress(netnsPath, ifname, cidr.split('/')[0] as string, ep.mac);
+    } catch {
+      // An announcement only speeds up convergence; the endpoint works without it.
+    }
+  }
+}
 
 /** Addresses, routes and link state inside the sandbox, in one netlink batch where possible. */
 function configureSandbox(net: Network, sb: Sandbox, ep: Endpoint): void {

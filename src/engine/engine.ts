@@ -32,12 +32,15 @@ import { Ipam } from '../ipam/ipam.ts';
 import { createNetns, deleteNetns, isNetns } from '../kernel/netns.ts';
 import { macFromIPv4, randomMac } from '../kernel/mac.ts';
 import { parsePublish, checkHostPortFree } from '../services/ports.ts';
-import { parsePrefix } from '../lib/ip.ts';
+import { familyOf, parsePrefix } from '../lib/ip.ts';
 import { zodError } from './zod-error.ts';
 
 export interface EngineEvents {
   'endpoint-up': [ep: Endpoint, net: Network, sb: Sandbox];
   'endpoint-down': [ep: Endpoint, net: Network, sb: Sandbox];
+  /** A network was created (realized in the kernel) or removed; services such as DNS follow them. */
+  'network-up': [net: Network];
+  'network-down': [net: Network];
 }
 
 export class Engine extends EventEmitter<EngineEvents> {
@@ -109,7 +112,13 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   // ---- networks ----------------------------------------------------------
 
-  async createNetwork(input: unknown): Promise<NetworkView> {
+  /**
+   * `adoptIpam`: IPAM reservations (Ipam network keys) made ahead of the
+   * network, as Docker's RequestPool does; they are dropped in the same
+   * critical section that gives the network its pools, and put back if the
+   * create fails.
+   */
+  async createNetwork(input: unknown, opts: { adoptIpam?: string[] } = {}): Promise<NetworkView> {
     const req = parseInput(NetworkCreateSchema, input, 'network');
     return this.mutex.run(async () => {
       checkName('name', req.name);
@@ -120,12 +129,16 @@ export class Engine extends EventEmitter<EngineEvents> {
       const all = await this.state.networks();
       const clash = net.bridge ? all.find((n) => n.bridge === net.bridge) : undefined;
       if (clash) throw conflict(`bridge name '${net.bridge}' is used by network '${clash.name}'`, 'opt bridge');
+      const adopted = await this.dropReservations(opts.adoptIpam ?? []);
       if (driver.usesIpam) {
         const pools = await this.ipam.createNetwork(net.id, {
           tenant: net.tenant,
           pools: requestedPools(req),
           ipv6: net.ipv6,
           hostRoutes: this.hostRoutes(),
+        }).catch(async (err: unknown) => {
+          await this.restoreReservations(adopted);
+          throw err;
         });
         net.subnets = pools.pools.map((p) => ({
           subnet: p.subnet,
@@ -138,6 +151,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         await this.state.putNetwork(net, true);
       } catch (err) {
         await this.ipam.deleteNetwork(net.id);
+        await this.restoreReservations(adopted);
         throw err;
       }
       try {
@@ -147,9 +161,11 @@ export class Engine extends EventEmitter<EngineEvents> {
           () => driver.deleteNetwork(this.host, net),
           () => this.ipam.deleteNetwork(net.id),
           () => this.state.deleteNetwork(net.name),
+          () => this.restoreReservations(adopted),
         ]);
         throw err;
       }
+      this.emit('network-up', net);
       return networkView(net, [], new Map());
     });
   }
@@ -167,7 +183,25 @@ export class Engine extends EventEmitter<EngineEvents> {
       await driverFor(net.driver).deleteNetwork(this.host, net);
       await this.ipam.deleteNetwork(net.id);
       await this.state.deleteNetwork(net.name);
+      this.emit('network-down', net);
     });
+  }
+
+  private async dropReservations(keys: string[]): Promise<import('../ipam/ipam.ts').NetworkPools[]> {
+    const saved: import('../ipam/ipam.ts').NetworkPools[] = [];
+    for (const key of keys) {
+      const r = await this.ipam.getNetwork(key);
+      if (!r) continue;
+      saved.push(r);
+      await this.ipam.deleteNetwork(key);
+    }
+    return saved;
+  }
+
+  private async restoreReservations(saved: import('../ipam/ipam.ts').NetworkPools[]): Promise<void> {
+    for (const r of saved) {
+      await this.ipam.createNetwork(r.network, { tenant: r.tenant, pools: r.pools, ipv4: r.pools.some((p) => !p.subnet.includes(':')), ipv6: r.pools.some((p) => p.subnet.includes(':')) });
+    }
   }
 
   // ---- sandboxes ---------------------------------------------------------
@@ -189,7 +223,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         const attaches = req.networks ?? [];
         for (const [i, a] of attaches.entries()) {
           const net = await this.network(a.network);
-          made.push(await this.attach(net, sb, { ...a, sandbox: sb.name }, i === 0));
+          made.push(await this.attach(net, sb, { ...a, sandbox: sb.name }, i === 0 && a.defaultRoute !== false));
         }
         await this.state.putSandbox({ ...sb, state: 'ready' });
       } catch (err) {
@@ -206,6 +240,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   private async planSandbox(req: SandboxCreate): Promise<Sandbox> {
     const now = new Date().toISOString();
+    checkDnsConfig(req.dns);
     const base = {
       id: newId(),
       name: req.name,
@@ -291,6 +326,71 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (slow) await slow();
   }
 
+  /** The endpoint with this id, or undefined. */
+  async endpoint(id: string): Promise<Endpoint | undefined> {
+    return (await this.state.endpoints()).find((e) => e.id === id);
+  }
+
+  /** Disconnect by endpoint id (Docker's DeleteEndpoint); an unknown id is fine. */
+  async disconnectEndpoint(id: string): Promise<void> {
+    let slow: (() => Promise<void>) | undefined;
+    await this.mutex.run(async () => {
+      const ep = await this.endpoint(id);
+      if (!ep) return;
+      const net = (await this.state.networks()).find((n) => n.id === ep.networkId);
+      const sb = (await this.state.sandboxes()).find((s) => s.id === ep.sandboxId);
+      if (ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
+      await this.ipam.releaseOwner(ep.id, ep.networkId);
+      await this.state.deleteEndpoint(ep.id);
+      if (net && sb) {
+        this.emit('endpoint-down', ep, net, sb);
+        slow = async () => driverFor(net.driver).detach(this.host, net, sb, ep);
+      }
+    });
+    if (slow) await slow();
+  }
+
+  /**
+   * Replaces the ports an endpoint publishes (Docker's Program/Revoke
+   * ExternalConnectivity). A host port of 0 gets a free one from the
+   * ephemeral range, as Docker does.
+   */
+  async setEndpointPorts(id: string, want: PortMapping[]): Promise<PortMapping[]> {
+    return this.mutex.run(async () => {
+      const ep = await this.endpoint(id);
+      if (!ep) throw notFound(`endpoint ${id.slice(0, 12)} not found`);
+      const net = (await this.state.networks()).find((n) => n.id === ep.networkId);
+      if (!net) throw notFound(`network ${ep.networkId.slice(0, 12)} of endpoint ${id.slice(0, 12)} not found`);
+      if (want.length && (net.driver !== 'bridge' || net.internal)) {
+        throw invalid('publish', `ports can be published only on a bridge network that is not internal; '${net.name}' is ${net.internal ? 'internal' : net.driver}`);
+      }
+      const others = (await this.state.endpoints()).filter((e) => e.id !== id);
+      const chosen: PortMapping[] = [];
+      for (const p of want) {
+        const hostIP = p.hostIP ?? net.hostBindingIPv4;
+        const base = { proto: p.proto, containerPort: p.containerPort, ...(hostIP ? { hostIP } : {}) };
+        if (p.hostPort !== 0) {
+          const m = { ...base, hostPort: p.hostPort };
+          checkPortsFree([m], [...others, { ...ep, ports: chosen }]);
+          if (!ep.ports.some((q) => samePort(q, m))) checkHostPortFree(m.proto, m.hostPort, m.hostIP);
+          chosen.push(m);
+          continue;
+        }
+        chosen.push(pickEphemeral(base, [...others, { ...ep, ports: chosen }]));
+      }
+      if (ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
+      const next: Endpoint = { ...ep, ports: chosen };
+      try {
+        if (chosen.length) this.host.firewall.addPorts(firewallPorts(next));
+      } catch (err) {
+        if (ep.ports.length) this.host.firewall.addPorts(firewallPorts(ep));
+        throw err;
+      }
+      await this.state.putEndpoint(next);
+      return chosen;
+    });
+  }
+
   private async hasDefaultRoute(sb: Sandbox): Promise<boolean> {
     return (await this.state.endpoints()).some((e) => e.sandboxId === sb.id && e.defaultRoute);
   }
@@ -305,8 +405,10 @@ export class Engine extends EventEmitter<EngineEvents> {
       throw conflict(`sandbox '${sb.name}' is being attached to '${net.name}' already`);
     }
     const driver = driverFor(net.driver);
-    const id = newId();
-    const ifname = checkIfname('ifname', req.ifname ?? nextIfname(mine.map((e) => e.ifname)));
+    const id = req.endpointId ?? newId();
+    if (req.endpointId && all.some((e) => e.id === req.endpointId)) throw conflict(`endpoint ${req.endpointId.slice(0, 12)} exists already`, 'endpointId');
+    if (req.hostPeer && net.driver !== 'bridge') throw invalid('hostPeer', `a host-side peer needs a bridge network; '${net.name}' is ${net.driver}`);
+    const ifname = checkIfname('ifname', req.hostPeer ?? req.ifname ?? nextIfname(mine.map((e) => e.ifname)));
     if (mine.some((e) => e.ifname === ifname)) throw conflict(`sandbox '${sb.name}' already has an interface ${ifname}`, 'ifname');
     const ports = (req.publish ?? []).flatMap((p) => parsePublish(p));
     if (ports.length && (net.driver !== 'bridge' || net.internal)) {
@@ -332,6 +434,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       state: 'pending',
       created: new Date().toISOString(),
       ...(net.driver === 'bridge' ? { hostIfname: hostIfnameFor(id) } : {}),
+      ...(req.hostPeer ? { hostPeer: req.hostPeer } : {}),
     };
     try {
       if (driver.usesIpam) {
@@ -424,6 +527,18 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 }
 
+/** --dns servers go into resolv.conf, which takes bare addresses; search domains and options are single tokens. */
+function checkDnsConfig(dns: SandboxCreate['dns']): void {
+  (dns?.servers ?? []).forEach((ip, i) => {
+    if (familyOf(ip) === undefined) throw invalid(`dns.servers[${i}]`, `'${ip}' is not an IP address (e.g. 10.10.0.1; resolv.conf has no port)`);
+  });
+  for (const key of ['search', 'options'] as const) {
+    (dns?.[key] ?? []).forEach((t, i) => {
+      if (!/^[^\s#;]+$/.test(t)) throw invalid(`dns.${key}[${i}]`, `'${t}' must be one word without '#' or ';' (e.g. ${key === 'search' ? 'corp.example' : 'ndots:2'})`);
+    });
+  }
+}
+
 function nextIfname(used: string[]): string {
   for (let i = 0; ; i++) if (!used.includes(`eth${i}`)) return `eth${i}`;
 }
@@ -462,6 +577,26 @@ function checkPortsFree(want: PortMapping[], endpoints: Endpoint[]): void {
       }
     }
   }
+}
+
+function samePort(a: PortMapping, b: PortMapping): boolean {
+  return a.proto === b.proto && a.hostPort === b.hostPort && (a.hostIP ?? '') === (b.hostIP ?? '');
+}
+
+/** The first host port of Docker's ephemeral range that no endpoint and no local socket uses. */
+function pickEphemeral(base: Omit<PortMapping, 'hostPort'>, endpoints: Endpoint[]): PortMapping {
+  for (let port = 49153; port <= 65535; port++) {
+    const m: PortMapping = { ...base, hostPort: port };
+    try {
+      checkPortsFree([m], endpoints);
+      checkHostPortFree(m.proto, port, m.hostIP);
+      return m;
+    } catch (err) {
+      if (err instanceof KnitError && err.code === 'conflict') continue;
+      throw err;
+    }
+  }
+  throw new KnitError('exhausted', `no free host port in 49153-65535 for ${base.proto} port ${base.containerPort}`);
 }
 
 function parseInput<T>(schema: import('zod').ZodType<T>, input: unknown, what: string): T {

@@ -65,6 +65,14 @@ export interface ConnectRequest {
   ifname?: string;
   aliases?: string[];
   publish?: string[];
+  /** Use this id for the endpoint (Docker chooses its endpoint ids). */
+  endpointId?: string;
+  /**
+   * Leave the sandbox end of the veth in the host namespace under this
+   * temporary name, unconfigured: the caller (dockerd, per Docker's Join
+   * contract) moves it into the sandbox and sets its addresses and routes.
+   */
+  hostPeer?: string;
 }
 
 export const API_VERSION = '1';

@@ -49,6 +49,11 @@ export const Endpoint = z.object({
   ipv6: z.string().optional(),
   aliases: z.array(z.string()).default([]),
   ports: z.array(PortMapping).default([]),
+  /**
+   * The sandbox end was created in the host namespace under this name for a
+   * runtime to move (Docker's Join); the runtime names and configures it.
+   */
+  hostPeer: z.string().optional(),
   /** Installs the default route through this network's gateway. */
   defaultRoute: z.boolean().default(true),
   state: z.enum(['pending', 'ready']),
@@ -65,6 +70,8 @@ export const AttachRequest = z.object({
   ifname: z.string().optional(),
   aliases: z.array(z.string()).optional(),
   publish: z.array(z.string()).optional(),
+  /** false: no default route through this network (CNI isDefaultGateway). Default: the first network gives it. */
+  defaultRoute: z.boolean().optional(),
 });
 export type AttachRequest = z.infer<typeof AttachRequest>;
 

@@ -39,7 +39,7 @@ export interface TestHost {
 
 const hosts: TestHost[] = [];
 
-export async function startTestHost(opts: { defaultBridge?: boolean } = {}): Promise<TestHost> {
+export async function startTestHost(opts: { defaultBridge?: boolean; /** Extra `knit daemon` arguments. */ daemonArgs?: string[] } = {}): Promise<TestHost> {
   const { name: ns, path: nsPath } = makeNetns('knth');
   const stateDir = mkdtempSync(join(tmpdir(), 'knit-test-'));
   const socket = join(stateDir, 'knit.sock');
@@ -69,6 +69,7 @@ export async function startTestHost(opts: { defaultBridge?: boolean } = {}): Pro
     async start() {
       const args = ['--net=' + nsPath, KNIT, 'daemon', '--socket', socket, '--state-dir', stateDir, '--run-dir', join(stateDir, 'run')];
       if (opts.defaultBridge === false) args.push('--no-default-bridge');
+      args.push(...(opts.daemonArgs ?? []));
       proc = spawn('nsenter', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
       proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
       proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
@@ -122,8 +123,14 @@ after(async () => {
   }
 });
 
-/** Removes every /run/netns entry starting with prefix (sandboxes a test created). */
+/**
+ * Removes every /run/netns entry starting with prefix (sandboxes a test
+ * created), and their /etc/netns files (the daemon writes resolv.conf and hosts there).
+ */
 export function removeNetnsWithPrefix(prefix: string): void {
+  if (existsSync('/etc/netns')) {
+    for (const n of readdirSync('/etc/netns')) if (n.startsWith(prefix)) rmSync(join('/etc/netns', n), { recursive: true, force: true });
+  }
   if (!existsSync('/run/netns')) return;
   for (const n of readdirSync('/run/netns')) if (n.startsWith(prefix)) removeNetns(n);
 }
