@@ -216,6 +216,10 @@ export class Engine extends EventEmitter<EngineEvents> {
         throw conflict(`sandbox '${req.name}' already exists`, 'name');
       }
       const sb = await this.planSandbox(req);
+      if (sb.ownsNetns && isNetns(sb.netnsPath)) {
+        // Not recorded, so not Knit's: never adopt (or later delete) someone else's namespace.
+        throw conflict(`a network namespace already exists at ${sb.netnsPath}; remove it (ip netns del ${sb.name}) or choose another sandbox name`, 'name');
+      }
       await this.state.putSandbox(sb, true);
       const made: Endpoint[] = [];
       try {
@@ -328,7 +332,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** The endpoint with this id, or undefined. */
   async endpoint(id: string): Promise<Endpoint | undefined> {
-    return (await this.state.endpoints()).find((e) => e.id === id);
+    return this.state.endpoint(id);
   }
 
   /** Disconnect by endpoint id (Docker's DeleteEndpoint); an unknown id is fine. */

@@ -50,22 +50,30 @@ export function sendGratuitousArp(netnsPath: string, ifname: string, ip: string,
   const { family, bytes } = ipBytes(ip, 'ip');
   if (family !== 4) throw invalid('ip', `'${ip}' is not IPv4 (gratuitous ARP is IPv4 only)`);
   const hw = parseMac(mac);
-  withNetns(netnsPath, () => {
-    const ifindex = libc.ifNameToIndex(ifname);
-    if (ifindex === 0) throw libc.sysError(`find interface ${ifname}`);
-    // Protocol 0: send only, so the socket never queues received frames.
-    const fd = libc.socket(AF_PACKET, SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
-    if (fd < 0) throw libc.sysError('socket(AF_PACKET)');
-    try {
+  let fd = -1;
+  try {
+    withNetns(netnsPath, () => {
+      const ifindex = libc.ifNameToIndex(ifname);
+      if (ifindex === 0) throw libc.sysError(`find interface ${ifname}`);
+      // Protocol 0: send only, so the socket never queues received frames.
+      fd = libc.socket(AF_PACKET, SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+      if (fd < 0) throw libc.sysError('socket(AF_PACKET)');
       const to = broadcastTo(ifindex);
       for (const op of [ARPOP_REQUEST, ARPOP_REPLY]) {
         const pkt = arpPacket(op, hw, bytes);
         if (libc.sendto(fd, pkt, pkt.length, 0, to, to.length) < 0) throw libc.sysError(`send gratuitous ARP on ${ifname}`);
       }
-    } finally {
-      libc.close(fd);
-    }
-  });
+    });
+  } finally {
+    // Releasing a packet socket waits for an RCU grace period (~13 ms here);
+    // that wait goes to a libuv pool thread, not the attach. Only outside the
+    // window: a pool thread spawned inside it would live in (and pin) this netns.
+    if (fd >= 0) closeInBackground(fd);
+  }
+}
+
+function closeInBackground(fd: number): void {
+  libc.close.async(fd, () => {});
 }
 
 const AF_INET6 = 10;

@@ -6,11 +6,16 @@
 // sockets, /proc/sys files) stays bound to the target netns afterwards; the
 // window itself must never await. If switching back fails the process aborts:
 // a main thread stuck in a container netns would corrupt everything after.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, stat } from 'node:fs';
 import { dirname } from 'node:path';
 import * as libc from './libc.ts';
 
 const NS_GET_NSTYPE = 0xb703; // _IO(0xb7, 0x3)
+
+// libuv's pool threads are spawned on first use and inherit the netns of the
+// thread that spawns them. Start them now, from the original netns, so that
+// none is ever born inside a window, where it would pin that netns forever.
+stat('/', () => {});
 
 /** The netns the main thread had at load time, kept open for the process's life. */
 const originFd = openOrThrow('/proc/thread-self/ns/net');
