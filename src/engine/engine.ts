@@ -232,7 +232,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         await this.state.putSandbox({ ...sb, state: 'ready' });
       } catch (err) {
         await this.undo(`sandbox ${sb.name}`, [
-          ...made.reverse().map((ep) => () => this.detach(ep, sb)),
+          ...made.reverse().map((ep) => () => this.removeEndpointLocked(ep, sb)),
           () => (sb.ownsNetns ? deleteNetns(sb.netnsPath) : undefined),
           () => this.state.deleteSandbox(sb.name),
         ]);
@@ -288,13 +288,9 @@ export class Engine extends EventEmitter<EngineEvents> {
     const eps = (await this.state.endpoints()).filter((e) => e.sandboxId === sb.id);
     const nets = new Map((await this.state.networks()).map((n) => [n.id, n]));
     for (const ep of eps) {
-      const net = nets.get(ep.networkId);
-      if (net && ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
+      const detach = await this.forgetEndpoint(ep, nets.get(ep.networkId), sb);
       // Deleting the namespace takes its veths with it, batched by the kernel.
-      if (net && !sb.ownsNetns) slow.push(async () => driverFor(net.driver).detach(this.host, net, sb, ep));
-      await this.ipam.releaseOwner(ep.id, ep.networkId);
-      await this.state.deleteEndpoint(ep.id);
-      if (net) this.emit('endpoint-down', ep, net, sb);
+      if (detach && !sb.ownsNetns) slow.push(detach);
     }
     if (sb.ownsNetns) deleteNetns(sb.netnsPath);
     rmSync(join(this.etcNetnsDir, sb.name), { recursive: true, force: true });
@@ -321,11 +317,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       const sb = await this.sandbox(sandboxRef);
       const ep = (await this.state.endpoints()).find((e) => e.networkId === net.id && e.sandboxId === sb.id);
       if (!ep) throw notFound(`sandbox '${sb.name}' is not connected to network '${net.name}'`);
-      if (ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
-      await this.ipam.releaseOwner(ep.id, net.id);
-      await this.state.deleteEndpoint(ep.id);
-      this.emit('endpoint-down', ep, net, sb);
-      slow = async () => driverFor(net.driver).detach(this.host, net, sb, ep);
+      slow = await this.forgetEndpoint(ep, net, sb);
     });
     if (slow) await slow();
   }
@@ -343,13 +335,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       if (!ep) return;
       const net = (await this.state.networks()).find((n) => n.id === ep.networkId);
       const sb = (await this.state.sandboxes()).find((s) => s.id === ep.sandboxId);
-      if (ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
-      await this.ipam.releaseOwner(ep.id, ep.networkId);
-      await this.state.deleteEndpoint(ep.id);
-      if (net && sb) {
-        this.emit('endpoint-down', ep, net, sb);
-        slow = async () => driverFor(net.driver).detach(this.host, net, sb, ep);
-      }
+      slow = await this.forgetEndpoint(ep, net, sb);
     });
     if (slow) await slow();
   }
@@ -473,13 +459,19 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
   }
 
-  private async detach(ep: Endpoint, sb: Sandbox): Promise<void> {
-    const net = (await this.state.networks()).find((n) => n.id === ep.networkId);
+  /**
+   * The one way an endpoint goes: its published ports, its addresses and its
+   * record, then listeners (DNS) are told. Returns the kernel detach for the
+   * caller to run, after the mutex where it can (a link delete waits for an
+   * RCU grace period); undefined when network or sandbox is gone already.
+   */
+  private async forgetEndpoint(ep: Endpoint, net: Network | undefined, sb: Sandbox | undefined): Promise<(() => Promise<void>) | undefined> {
     if (ep.ports.length) this.host.firewall.removePorts(firewallPorts(ep));
-    if (net) await driverFor(net.driver).detach(this.host, net, sb, ep);
     await this.ipam.releaseOwner(ep.id, ep.networkId);
     await this.state.deleteEndpoint(ep.id);
-    if (net) this.emit('endpoint-down', ep, net, sb);
+    if (!net || !sb) return undefined;
+    this.emit('endpoint-down', ep, net, sb);
+    return async () => driverFor(net.driver).detach(this.host, net, sb, ep);
   }
 
   /** Runs undo steps, each even when an earlier one failed; keeps the first error's context in the log. */
@@ -510,13 +502,11 @@ export class Engine extends EventEmitter<EngineEvents> {
     await Promise.all(slow.map((f) => f().catch(() => undefined)));
   }
 
-  /** For reconcile: remove an endpoint while already holding the mutex. */
+  /** For undo and reconcile: remove an endpoint, kernel included, while already holding the mutex. */
   async removeEndpointLocked(ep: Endpoint, sb: Sandbox | undefined): Promise<void> {
-    if (sb) await this.detach(ep, sb);
-    else {
-      await this.ipam.releaseOwner(ep.id, ep.networkId);
-      await this.state.deleteEndpoint(ep.id);
-    }
+    const net = await this.state.networks().then((all) => all.find((n) => n.id === ep.networkId));
+    const detach = await this.forgetEndpoint(ep, net, sb);
+    if (detach) await detach();
   }
 
   /** Makes sure the per-sandbox /etc/netns dir exists (DNS writes resolv.conf there). */
