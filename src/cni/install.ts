@@ -14,7 +14,7 @@ export const PLUGINS = ['knit', 'knit-ipam'] as const;
 const USAGE = `usage: knit install cni [--bin-dir DIR]
 
 Installs the CNI plugins knit and knit-ipam into DIR (default ${DEFAULT_BIN_DIR}).
-They talk to the Knit daemon at /run/knit/knit.sock (or $KNIT_SOCKET).`;
+They talk to the Knit daemon at the config's "socket", else $KNIT_SOCKET, else /run/knit/knit.sock.`;
 
 /** Where the built plugins are: dist/cni/ of this checkout. */
 export function builtPluginDir(): string {

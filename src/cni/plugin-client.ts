@@ -9,7 +9,22 @@ import { CniError, ErrorCode } from './errors.ts';
 
 export const DEFAULT_SOCKET = '/run/knit/knit.sock';
 
-export function socketPath(env: Readonly<Record<string, string | undefined>> = process.env): string {
+/**
+ * The daemon's socket: the network configuration's `socket` first, because a
+ * runtime may run DEL from a process that did not inherit the environment
+ * ADD ran with (podman's conmon cleanup does); then $KNIT_SOCKET; then the default.
+ */
+export function socketPath(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  config: Readonly<Record<string, unknown>> = {},
+): string {
+  const c = config.socket;
+  if (c !== undefined && c !== null) {
+    if (typeof c !== 'string' || !c.startsWith('/')) {
+      throw new CniError(ErrorCode.InvalidNetworkConfig, `socket: must be the absolute path of the Knit daemon's socket, got ${JSON.stringify(c)}`, 'socket');
+    }
+    return c;
+  }
   const s = env.KNIT_SOCKET;
   return s !== undefined && s !== '' ? s : DEFAULT_SOCKET;
 }
@@ -20,7 +35,7 @@ export async function callDaemon(
   args: CmdArgs,
   extra: { ipamResult?: Result100 } = {},
 ): Promise<Result100 | undefined> {
-  const socket = socketPath();
+  const socket = socketPath(process.env, args.config);
   const body: CniRequest = {
     plugin,
     config: args.config,

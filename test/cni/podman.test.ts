@@ -52,7 +52,7 @@ describe('podman on a knit network', { skip }, () => {
       JSON.stringify({
         cniVersion: '0.4.0',
         name: 'knitnet',
-        plugins: [{ type: 'knit', bridge: 'kn-podman', isGateway: true, isDefaultGateway: true, ipMasq: true, subnet: '10.77.0.0/24' }],
+        plugins: [{ type: 'knit', socket: h.socket, bridge: 'kn-podman', isGateway: true, isDefaultGateway: true, ipMasq: true, subnet: '10.77.0.0/24' }],
       }),
     );
     // A busybox image, imported from a rootfs (no registry is reachable).
@@ -89,7 +89,7 @@ describe('podman on a knit network', { skip }, () => {
     const rm = podman('rm', '-f', '-t', '0', 'knit-a', 'knit-b');
     assert.equal(rm.code, 0, rm.out);
     const sbs = (await h.api<{ name: string }[]>('GET', '/v1/sandboxes')).body.filter((s) => s.name.startsWith('cni-'));
-    assert.deepEqual(sbs, [], 'no sandbox left in Knit');
+    assert.deepEqual(sbs, [], `no sandbox left in Knit; podman rm said: ${rm.out}; daemon log: ${h.log()}`);
     assert.equal(h.inHost('ip', '-o', 'link', 'show', 'type', 'veth'), '', 'no veth left');
   });
 });
