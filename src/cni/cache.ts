@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { ArgPair } from './args.ts';
 import type { RuntimeConf } from './conf.ts';
 import { CacheFileSchema, type Result } from './types.ts';
-import { convertResult, createResultFromJSON, resultToJSONValue, sortKeysDeep } from './version.ts';
+import { convertResult, resultToJSONValue, sortKeysDeep } from './version.ts';
+import { createResultFromJSON } from './decode.ts';
 
 export const CACHE_KIND = 'cniCacheV1';
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';

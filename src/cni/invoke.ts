@@ -8,7 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringifyArgs, type ArgPair } from './args.ts';
 import { CniError, ErrorCode } from './errors.ts';
 import { ErrorSchema, VersionInfoSchema, type Result, type VersionInfo } from './types.ts';
-import { createResult, CURRENT, decodeConfVersion } from './version.ts';
+import { CURRENT, decodeConfVersion } from './version.ts';
+import { createResult } from './decode.ts';
 
 export interface InvokeArgs {
   command: string;

@@ -6,7 +6,9 @@ import { ALL_VERSIONS } from './version.ts';
 import { callDaemon } from './plugin-client.ts';
 import { CniError, ErrorCode } from './errors.ts';
 
-await pluginMain({
+// Not a top-level await: bun's --bytecode build (see scripts/build.ts) is CommonJS.
+// runPlugin turns every failure into a CNI error and an exit code.
+void pluginMain({
   versions: ALL_VERSIONS,
   about: 'knit-ipam: Knit IPAM as a CNI IPAM plugin (a client of the Knit daemon)',
   async add(args) {

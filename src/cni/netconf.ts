@@ -9,7 +9,8 @@ import type { PoolSpec } from '../ipam/pool.ts';
 import { CniError, ErrorCode } from './errors.ts';
 import { isCIDR } from './types.ts';
 import { familyOf, formatPrefix, parsePrefix } from '../lib/ip.ts';
-import { convertResult, parsePrevResult } from './version.ts';
+import { convertResult } from './version.ts';
+import { parsePrevResult } from './decode.ts';
 
 export interface PortMappingCap {
   hostPort: number;

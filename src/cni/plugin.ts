@@ -40,7 +40,9 @@ async function execIpam(type: string, command: string, args: CmdArgs): Promise<R
   return convertResult(await execPluginWithResult(path, args.stdinData, inv), '1.1.0') as Result100;
 }
 
-await pluginMain({
+// Not a top-level await: bun's --bytecode build (see scripts/build.ts) is CommonJS.
+// runPlugin turns every failure into a CNI error and an exit code.
+void pluginMain({
   versions: ALL_VERSIONS,
   about: 'knit: Knit container networking CNI plugin (a client of the Knit daemon)',
   async add(args) {

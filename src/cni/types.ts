@@ -4,7 +4,7 @@
 // Decoding follows Go's encoding/json as libcni uses it: unknown keys are
 // ignored, null means absent, addresses are parsed and re-printed canonically.
 import * as z from 'zod/mini';
-import { isIP } from 'node:net';
+import { familyOf } from '../lib/ip.ts';
 
 // ---- normalised result types (what decode returns and encode prints) ----
 
@@ -99,14 +99,14 @@ export interface VersionInfo {
 export function isCIDR(s: string): boolean {
   const slash = s.indexOf('/');
   if (slash < 0) return false;
-  const fam = isIP(s.slice(0, slash));
+  const fam = familyOf(s.slice(0, slash));
   const len = s.slice(slash + 1);
-  return fam !== 0 && /^\d{1,3}$/.test(len) && Number(len) <= (fam === 4 ? 32 : 128);
+  return fam !== undefined && /^\d{1,3}$/.test(len) && Number(len) <= (fam === 4 ? 32 : 128);
 }
 
 const cidr = z.string().check(z.refine(isCIDR, { message: 'invalid CIDR address' }));
 // Go's net.IP accepts "" as nil.
-const ipOrEmpty = z.string().check(z.refine((s) => s === '' || isIP(s) !== 0, { message: 'invalid IP address' }));
+const ipOrEmpty = z.string().check(z.refine((s) => s === '' || familyOf(s) !== undefined, { message: 'invalid IP address' }));
 const opt = <T extends z.ZodMiniType>(t: T) => z.optional(z.nullable(t));
 const goInt = z.int();
 const strList = opt(z.array(z.string()));

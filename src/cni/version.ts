@@ -1,24 +1,21 @@
-// Spec versions, their comparison, and results: decoding a plugin's output
-// in a given version, converting between versions exactly as libcni's
+// Spec versions, their comparison, and results: converting between versions exactly as libcni's
 // converter graph does, and printing the way Go's encoders print.
-import { isIPv4 } from 'node:net';
-import { canonicalIP } from '../lib/ip.ts';
+import { canonicalIP, isIPv4 } from '../lib/ip.ts';
 import { CniError, ErrorCode, quote, quoteList } from './errors.ts';
-import {
-  describeIssues,
-  Result020Schema,
-  Result100Schema,
-  type DNS,
-  type Interface,
-  type Interface040,
-  type IPConfig,
-  type IPConfig020,
-  type IPConfig040,
-  type Result,
-  type Result020,
-  type Result040,
-  type Result100,
-  type Route,
+// Decoding untrusted results (zod) is in decode.ts: the plugins load this file
+// on every start and must not pay for zod.
+import type {
+  DNS,
+  Interface,
+  Interface040,
+  IPConfig,
+  IPConfig020,
+  IPConfig040,
+  Result,
+  Result020,
+  Result040,
+  Result100,
+  Route,
 } from './types.ts';
 
 /** The spec version this library implements (libcni's version.Current()). */
@@ -116,34 +113,34 @@ export function reconcile(configVersion: string, supported: readonly string[]): 
   );
 }
 
-// ---------------------------------------------------------------- decoding
+// ------------------------------------------- normalizing (Go's omitempty)
 
-function cidrOut(s: string): string {
+export function cidrOut(s: string): string {
   const slash = s.indexOf('/');
   return `${canonicalIP(s.slice(0, slash))}${s.slice(slash)}`;
 }
 
-function ipOut(s: string | null | undefined): string | undefined {
+export function ipOut(s: string | null | undefined): string | undefined {
   return s === undefined || s === null || s === '' ? undefined : canonicalIP(s);
 }
 
-function strOut(s: string | null | undefined): string | undefined {
+export function strOut(s: string | null | undefined): string | undefined {
   return s === undefined || s === null || s === '' ? undefined : s;
 }
 
-function numOut(n: number | null | undefined): number | undefined {
+export function numOut(n: number | null | undefined): number | undefined {
   return n === undefined || n === null || n === 0 ? undefined : n;
 }
 
-function listOut<T>(l: T[] | null | undefined): T[] | undefined {
+export function listOut<T>(l: T[] | null | undefined): T[] | undefined {
   return l === undefined || l === null || l.length === 0 ? undefined : l;
 }
 
-type RawRoute = { dst: string; gw?: string | null; mtu?: number | null; advmss?: number | null; priority?: number | null; table?: number | null; scope?: number | null };
-type RawDNS = { nameservers?: string[] | null; domain?: string | null; search?: string[] | null; options?: string[] | null };
+export type RawRoute = { dst: string; gw?: string | null; mtu?: number | null; advmss?: number | null; priority?: number | null; table?: number | null; scope?: number | null };
+export type RawDNS = { nameservers?: string[] | null; domain?: string | null; search?: string[] | null; options?: string[] | null };
 
 /** A Route with Go's omitempty rules: zero mtu/advmss/priority vanish, table/scope 0 stay. */
-function routeOut(r: RawRoute): Route {
+export function routeOut(r: RawRoute): Route {
   const out: Route = { dst: cidrOut(r.dst) };
   const gw = ipOut(r.gw);
   if (gw !== undefined) out.gw = gw;
@@ -158,7 +155,7 @@ function routeOut(r: RawRoute): Route {
   return out;
 }
 
-function dnsOut(d: RawDNS | null | undefined): DNS {
+export function dnsOut(d: RawDNS | null | undefined): DNS {
   const out: DNS = {};
   if (d === undefined || d === null) return out;
   const ns = listOut(d.nameservers);
@@ -174,124 +171,6 @@ function dnsOut(d: RawDNS | null | undefined): DNS {
 
 export function dnsIsEmpty(d: DNS | undefined): boolean {
   return d === undefined || (d.nameservers === undefined && d.domain === undefined && d.search === undefined && d.options === undefined);
-}
-
-function badResult(prefix: string, issues: string): Error {
-  return new Error(`${prefix}: ${issues}`);
-}
-
-function mismatch(supported: readonly string[], got: string): Error {
-  return new Error(`result type supports [${supported.join(' ')}] but unmarshalled CNIVersion is ${quote(got)}`);
-}
-
-/**
- * create.Create(version, bytes): picks the result type registered for
- * `version`, decodes `raw` with it, and requires the embedded cniVersion to
- * be one that type handles.
- */
-export function createResult(version: string, raw: unknown): Result {
-  if (V020.includes(version) || version === '') return decode020(raw);
-  if (V040.includes(version)) return decode040(raw);
-  if (V100.includes(version)) return decode100(raw);
-  throw new Error(`unsupported CNI result version ${quote(version)}`);
-}
-
-/** create.CreateFromBytes: the version comes from the JSON itself ("" = 0.1.0). */
-export function createResultFromJSON(raw: unknown): Result {
-  return createResult(decodeConfVersion(raw), raw);
-}
-
-function decode020(raw: unknown): Result020 {
-  const p = Result020Schema.safeParse(raw);
-  if (!p.success) throw badResult('invalid 0.2.0 result', describeIssues(p.error));
-  const v = p.data.cniVersion ?? '';
-  if (!['', ...V020].includes(v)) throw mismatch(['', ...V020], v);
-  const out: Result020 = { cniVersion: v === '' ? '0.1.0' : v, dns: {} };
-  for (const fam of ['ip4', 'ip6'] as const) {
-    const c = p.data[fam];
-    if (c === undefined || c === null) continue;
-    const ipc: IPConfig020 = { ip: cidrOut(c.ip) };
-    const gw = ipOut(c.gateway);
-    if (gw !== undefined) ipc.gateway = gw;
-    const routes = listOut(c.routes);
-    if (routes !== undefined) ipc.routes = routes.map(routeOut);
-    out[fam] = ipc;
-  }
-  out.dns = dnsOut(p.data.dns);
-  return out;
-}
-
-function decode040(raw: unknown): Result040 {
-  const p = Result100Schema.safeParse(raw);
-  if (!p.success) throw badResult('invalid result', describeIssues(p.error));
-  const v = p.data.cniVersion ?? '';
-  if (!V040.includes(v)) throw mismatch(V040, v);
-  const out: Result040 = { cniVersion: v, dns: {} };
-  const ifs = listOut(p.data.interfaces);
-  if (ifs !== undefined) {
-    out.interfaces = ifs.map((i) => {
-      const o: Interface040 = { name: i.name ?? '' };
-      const mac = strOut(i.mac);
-      if (mac !== undefined) o.mac = mac;
-      const sandbox = strOut(i.sandbox);
-      if (sandbox !== undefined) o.sandbox = sandbox;
-      return o;
-    });
-  }
-  const ips = listOut(p.data.ips);
-  if (ips !== undefined) {
-    out.ips = ips.map((c) => {
-      const o: IPConfig040 = { version: c.version ?? '', address: cidrOut(c.address) };
-      if (c.interface !== undefined && c.interface !== null) o.interface = c.interface;
-      const gw = ipOut(c.gateway);
-      if (gw !== undefined) o.gateway = gw;
-      return o;
-    });
-  }
-  const routes = listOut(p.data.routes);
-  if (routes !== undefined) out.routes = routes.map(routeOut);
-  out.dns = dnsOut(p.data.dns);
-  return out;
-}
-
-function decode100(raw: unknown): Result100 {
-  const p = Result100Schema.safeParse(raw);
-  if (!p.success) throw badResult('invalid result', describeIssues(p.error));
-  const v = p.data.cniVersion ?? '';
-  if (!V100.includes(v)) throw mismatch(V100, v);
-  const out: Result100 = { cniVersion: v };
-  const ifs = listOut(p.data.interfaces);
-  if (ifs !== undefined) {
-    out.interfaces = ifs.map((i) => {
-      const o: Interface = { name: i.name ?? '' };
-      const mac = strOut(i.mac);
-      if (mac !== undefined) o.mac = mac;
-      const mtu = numOut(i.mtu);
-      if (mtu !== undefined) o.mtu = mtu;
-      const sandbox = strOut(i.sandbox);
-      if (sandbox !== undefined) o.sandbox = sandbox;
-      const socketPath = strOut(i.socketPath);
-      if (socketPath !== undefined) o.socketPath = socketPath;
-      const pciID = strOut(i.pciID);
-      if (pciID !== undefined) o.pciID = pciID;
-      return o;
-    });
-  }
-  const ips = listOut(p.data.ips);
-  if (ips !== undefined) {
-    out.ips = ips.map((c) => {
-      const o: IPConfig = { address: cidrOut(c.address) };
-      if (c.interface !== undefined && c.interface !== null) o.interface = c.interface;
-      const gw = ipOut(c.gateway);
-      if (gw !== undefined) o.gateway = gw;
-      return o;
-    });
-  }
-  const routes = listOut(p.data.routes);
-  if (routes !== undefined) out.routes = routes.map(routeOut);
-  const dns = dnsOut(p.data.dns);
-  if (!dnsIsEmpty(dns)) out.dns = dns;
-  return out;
 }
 
 // -------------------------------------------------------------- conversion
@@ -500,27 +379,6 @@ export function formatResult(r: Result): string {
 export function resultAsVersion(result: Result, version: string): Result {
   const from = result.cniVersion === '' ? { ...result, cniVersion: CURRENT } : result;
   return convertResult(from, version);
-}
-
-/**
- * version.ParsePrevResult: the prevResult of a plugin's configuration in the
- * configuration's version (the embedded cniVersion, when set, must be one the
- * same result type handles).
- */
-export function parsePrevResult(conf: Record<string, unknown>): Result | undefined {
-  const raw = conf.prevResult;
-  if (raw === undefined || raw === null) return undefined;
-  const confVersion = decodeConfVersion(conf);
-  let obj = raw;
-  if (typeof raw === 'object' && !Array.isArray(raw)) {
-    const v = (raw as Record<string, unknown>).cniVersion;
-    if (v === undefined || v === '') obj = { ...raw, cniVersion: confVersion };
-  }
-  try {
-    return createResult(confVersion, obj);
-  } catch (err) {
-    throw new CniError(ErrorCode.DecodingFailure, `could not parse prevResult: ${(err as Error).message}`);
-  }
 }
 
 /** A result's addresses, any version: used by CHECK-style comparisons and tests. */

@@ -4,14 +4,12 @@ import type { Result100 } from '../../src/cni/types.ts';
 import {
   ALL_VERSIONS,
   convertResult,
-  createResult,
-  createResultFromJSON,
   formatResult,
-  parsePrevResult,
   parseVersion,
   reconcile,
   selectVersion,
 } from '../../src/cni/version.ts';
+import { createResult, createResultFromJSON, parsePrevResult } from '../../src/cni/decode.ts';
 
 const r110: Result100 = {
   cniVersion: '1.1.0',
