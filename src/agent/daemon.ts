@@ -91,7 +91,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       server.closeAllConnections();
       await dns.stop();
       rmSync(opts.socket, { force: true });
-      closeHost(host);
+      await closeHost(host);
       await store.close();
     },
   };

@@ -7,7 +7,7 @@ import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { ownerAlias } from './driver.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
-import { createBridge, createVeth, deleteLink, deleteLinkAsync, getLink, setBridgePort, setLink } from '../kernel/link.ts';
+import { createBridge, createVeth, deleteLink, getLink, setBridgePort, setLink } from '../kernel/link.ts';
 import { addAddress, listAddresses } from '../kernel/addr.ts';
 import { addRoute } from '../kernel/route.ts';
 import { NetlinkSocket } from '../kernel/netlink/socket.ts';
@@ -53,19 +53,21 @@ export const bridgeDriver: NetworkDriver = {
     if (br && br.alias === ownerAlias('net', net.id)) deleteLink(host.nl, br.index);
   },
 
-  attach(host, net, sb, ep) {
+  async attach(host, net, sb, ep) {
     const br = getLink(host.nl, bridgeName(net));
     if (!br) throw new KnitError('internal', `bridge ${bridgeName(net)} of network ${net.name} is missing`);
     const hostIf = ep.hostIfname as string;
     const existing = getLink(host.nl, hostIf);
     if (existing && existing.alias !== ownerAlias('ep', ep.id)) deleteLink(host.nl, existing.index);
     if (ep.hostPeer) {
-      attachHostPeer(host, net, br.index, ep, existing !== undefined && existing.alias === ownerAlias('ep', ep.id));
+      await attachHostPeer(host, net, br.index, ep, existing !== undefined && existing.alias === ownerAlias('ep', ep.id));
       return;
     }
     const peerOk = existing && existing.alias === ownerAlias('ep', ep.id) && sandboxHas(sb, ep);
     if (!peerOk) {
       if (existing) deleteLink(host.nl, hostIf);
+      // A link retired moments ago may still hold this name in the sandbox (a quick DEL then ADD).
+      await host.reaper.clear({ netnsPath: sb.netnsPath, ifname: ep.ifname });
       const nsfd = openNetnsFd(sb.netnsPath);
       try {
         createVeth(host.nl, {
@@ -94,8 +96,9 @@ export const bridgeDriver: NetworkDriver = {
     announce(sb.netnsPath, ep.ifname, ep);
   },
 
-  async detach(host, _net, _sb, ep) {
-    if (ep.hostIfname) await deleteLinkAsync(host.nl, ep.hostIfname);
+  detach(host, _net, sb, ep) {
+    // Retired, not deleted: the delete's RCU wait is paid once per batch, off the request path.
+    if (ep.hostIfname) host.reaper.retire(ep.hostIfname, { netnsPath: ep.hostPeer ? host.netnsPath : sb.netnsPath, ifname: ep.hostPeer ?? ep.ifname });
   },
 
   check(host, net, sb, ep) {
@@ -120,9 +123,10 @@ export const bridgeDriver: NetworkDriver = {
  * and sets its addresses. The MAC is set here, so neighbours learn the same
  * MAC whichever side configures the rest.
  */
-function attachHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoint, exists: boolean): void {
+async function attachHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoint, exists: boolean): Promise<void> {
   const hostIf = ep.hostIfname as string;
   if (!exists) {
+    await host.reaper.clear({ netnsPath: host.netnsPath, ifname: ep.hostPeer as string });
     const stale = getLink(host.nl, ep.hostPeer as string);
     if (stale && stale.alias === undefined) deleteLink(host.nl, stale.index);
     try {

@@ -5,6 +5,9 @@ import { NetlinkSocket } from '../kernel/netlink/socket.ts';
 import { setSysctl } from '../kernel/sysctl.ts';
 import { listRoutes } from '../kernel/route.ts';
 import { Nft } from '../kernel/nft.ts';
+import { LinkReaper } from '../kernel/link-reaper.ts';
+import { deleteLinksInGroup } from '../kernel/link.ts';
+import { messageOf } from '../lib/errors.ts';
 import { Firewall } from '../services/firewall/index.ts';
 
 export interface Host {
@@ -14,9 +17,14 @@ export interface Host {
   readonly netnsDir: string;
   readonly nl: NetlinkSocket;
   readonly firewall: Firewall;
+  /** Deletes endpoints' links in batches, off the request path (see link-reaper.ts). */
+  readonly reaper: LinkReaper;
   /** Prefixes routed in the host namespace (default pools avoid them). */
   routes(): string[];
 }
+
+/** The interface group of links retired and about to be deleted ('knit' in ASCII). */
+export const RETIRED_GROUP = 0x6b6e6974;
 
 export function openHost(netnsDir: string): Host {
   const netnsPath = currentNetnsPath();
@@ -28,9 +36,13 @@ export function openHost(netnsDir: string): Host {
   setSysctl('net.ipv6.conf.all.forwarding', '1');
   const routes = () =>
     [...listRoutes(nl, 4), ...listRoutes(nl, 6)].map((r) => r.dst).filter((d) => d !== 'default' && !d.startsWith('fe80:'));
-  return { netnsPath, netnsDir, nl, firewall, routes };
+  // Links retired just before a crash: the next start finishes their delete.
+  deleteLinksInGroup(nl, RETIRED_GROUP);
+  const reaper = new LinkReaper(nl, RETIRED_GROUP, (err) => process.stderr.write(`knit: deleting retired links: ${messageOf(err)}\n`));
+  return { netnsPath, netnsDir, nl, firewall, reaper, routes };
 }
 
-export function closeHost(host: Host): void {
+export async function closeHost(host: Host): Promise<void> {
+  await host.reaper.drain();
   host.nl.close();
 }

@@ -58,7 +58,7 @@ describe('knit beside the reference plugins', { skip }, () => {
 
   const ipsOf = (r: Run) => (r.json.ips as { address: string }[] | undefined)?.map((i) => i.address) ?? [];
 
-  it('knit + portmap + bandwidth + tuning in one conflist', () => {
+  it('knit + portmap + bandwidth + tuning in one conflist', async () => {
     writeFileSync(
       join(confDir, 'chain.conflist'),
       JSON.stringify({
@@ -92,6 +92,7 @@ describe('knit beside the reference plugins', { skip }, () => {
       const del = knitCni('del', ...common);
       assert.equal(del.code, 0, del.stdout + del.stderr);
       assert.doesNotMatch(h.inHost('iptables', '-w', '-t', 'nat', '-S'), /--dport 18080/);
+      await h.settle();
       assert.equal(h.inHost('ip', '-o', 'link', 'show', 'type', 'veth'), '');
     } finally {
       removeNetns(ns.name);

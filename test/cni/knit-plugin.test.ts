@@ -176,6 +176,7 @@ describe('knit CNI plugin', { skip }, () => {
       for (const d of dels) assert.equal(d.code, 0, d.stdout);
       const sbs = (await h.api<{ name: string }[]>('GET', '/v1/sandboxes')).body.filter((s) => s.name.startsWith('cni-'));
       assert.deepEqual(sbs, []);
+      await h.settle();
       assert.equal(h.inHost('ip', '-o', 'link', 'show', 'type', 'veth'), '', 'no host-side veth left');
     } finally {
       for (const ns of spaces) removeNetns(ns.name);

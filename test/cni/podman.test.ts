@@ -90,6 +90,7 @@ describe('podman on a knit network', { skip }, () => {
     assert.equal(rm.code, 0, rm.out);
     const sbs = (await h.api<{ name: string }[]>('GET', '/v1/sandboxes')).body.filter((s) => s.name.startsWith('cni-'));
     assert.deepEqual(sbs, [], `no sandbox left in Knit; podman rm said: ${rm.out}; daemon log: ${h.log()}`);
+    await h.settle();
     assert.equal(h.inHost('ip', '-o', 'link', 'show', 'type', 'veth'), '', 'no veth left');
   });
 });

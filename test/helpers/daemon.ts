@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { request } from 'node:http';
 import { after } from 'node:test';
 import { makeNetns, removeNetns, sh } from './netns.ts';
+import { RETIRED_GROUP } from '../../src/engine/host.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const KNIT = join(ROOT, 'bin/knit');
@@ -35,6 +36,11 @@ export interface TestHost {
   kill9(): void;
   /** Runs a command inside the host namespace. */
   inHost(cmd: string, ...args: string[]): string;
+  /**
+   * Waits until the daemon has deleted the links it retired (they go in
+   * batches, shortly after a detach returns): then the kernel shows what stays.
+   */
+  settle(): Promise<void>;
 }
 
 const hosts: TestHost[] = [];
@@ -103,6 +109,12 @@ export async function startTestHost(opts: { defaultBridge?: boolean; /** Extra `
     kill9() {
       proc?.kill('SIGKILL');
       proc = undefined;
+    },
+    async settle() {
+      for (let i = 0; i < 500; i++) {
+        if (host.inHost('ip', '-o', 'link', 'show', 'group', String(RETIRED_GROUP)).trim() === '') return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
     },
     inHost(cmd, ...args) {
       return sh('nsenter', ['--net=' + nsPath, cmd, ...args]);

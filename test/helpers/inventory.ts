@@ -20,6 +20,7 @@ export interface Inventory {
 }
 
 export async function inventory(h: TestHost, netnsPrefix: string): Promise<Inventory> {
+  await h.settle();
   const links = JSON.parse(h.inHost('ip', '-j', '-d', 'link', 'show')) as { ifname: string; ifalias?: string }[];
   const nft = JSON.parse(h.inHost('nft', '-j', 'list', 'table', 'inet', 'knit')) as { nftables: Record<string, { name?: string; elem?: unknown[] }>[] };
   let publishElements = 0;
