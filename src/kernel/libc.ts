@@ -44,6 +44,15 @@ export const ioctlPtr = bind<[number, number, Buffer], number>('int ioctl(int fd
 export const ioctlInt = bind<[number, number, number], number>(
   'int ioctl(int fd, unsigned long req, unsigned long arg)',
 );
+/** Set or restore the calling thread's signal mask (how: SIG_BLOCK 0, SIG_SETMASK 2). */
+export const pthreadSigmask = bind<[number, Buffer | null, Buffer | null], number>(
+  'int pthread_sigmask(int how, const void *set, _Out_ void *oldset)',
+);
+export const SIG_BLOCK = 0;
+export const SIG_SETMASK = 2;
+/** sigset_t as glibc lays it out: 1024 bits. */
+export const SIGSET_BYTES = 128;
+
 export const ifNameToIndex = bind<[string], number>('unsigned int if_nametoindex(const char *name)');
 
 export function errno(): number {

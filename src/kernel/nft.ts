@@ -8,6 +8,9 @@
 import koffi from 'koffi';
 import { KnitError } from '../lib/errors.ts';
 import { withNetns } from './netns.ts';
+import * as libc from './libc.ts';
+
+const ALL_SIGNALS = Buffer.alloc(libc.SIGSET_BYTES, 0xff);
 
 const NFT_CTX_DEFAULT = 0;
 const NFT_CTX_OUTPUT_JSON = 1 << 4;
@@ -70,6 +73,7 @@ export class Nft {
   #lib: Lib;
   #ctx: unknown;
   #json = false;
+  #savedMask = Buffer.alloc(libc.SIGSET_BYTES);
 
   private constructor(l: Lib, ctx: unknown, netnsPath: string | undefined) {
     this.#lib = l;
@@ -122,7 +126,16 @@ export class Nft {
       this.#lib.setOutputFlags(this.#ctx, json ? NFT_CTX_OUTPUT_JSON : 0);
       this.#json = json;
     }
-    const rc = this.#lib.runCmd(this.#ctx, cmds);
+    // libnftables gives up with EINTR when a signal (a profiler's SIGPROF, a
+    // SIGCHLD) interrupts its netlink receive, after the kernel may have
+    // applied the batch: signals wait until the call returns instead.
+    libc.pthreadSigmask(libc.SIG_BLOCK, ALL_SIGNALS, this.#savedMask);
+    let rc: number;
+    try {
+      rc = this.#lib.runCmd(this.#ctx, cmds);
+    } finally {
+      libc.pthreadSigmask(libc.SIG_SETMASK, this.#savedMask, null);
+    }
     // Reading a buffer also rewinds it, so each call sees only its own text.
     const out = this.#lib.outputBuffer(this.#ctx) ?? '';
     const err = this.#lib.errorBuffer(this.#ctx) ?? '';

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Nft, NftError } from '../../src/kernel/nft.ts';
 import { makeNetns, sh } from '../helpers/netns.ts';
@@ -56,4 +60,24 @@ test('Nft: output is per call, errors carry nft message and command, JSON in and
     nft.close();
   }
   assert.throws(() => nft.run('list tables'), /closed/);
+});
+
+test('Nft: a signal arriving during a call does not fail it (libnftables alone returns EINTR)', { skip }, () => {
+  // A CPU profiler interrupts the thread with SIGPROF every few microseconds here.
+  const a = makeNetns();
+  const dir = mkdtempSync(join(tmpdir(), 'knit-prof-'));
+  const script = `
+    import { Nft } from ${JSON.stringify(new URL('../../src/kernel/nft.ts', import.meta.url).href)};
+    const nft = Nft.open(${JSON.stringify(a.path)});
+    nft.run('add table inet knt_sig; add set inet knt_sig s { type inet_service; }');
+    for (let i = 0; i < 1000; i++) {
+      nft.run('add element inet knt_sig s { ' + (1000 + i) + ' }');
+      nft.run('delete element inet knt_sig s { ' + (1000 + i) + ' }');
+    }`;
+  try {
+    const r = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-interval', '10', '--cpu-prof-dir', dir, '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
