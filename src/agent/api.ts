@@ -2,35 +2,48 @@
 // requests into Engine calls and of KnitErrors into status codes.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Engine } from '../engine/engine.ts';
-import type { ErrorBody, StatusView, VersionView, ConnectRequest } from '../model/api.ts';
+import type { ErrorBody, StatusView, VersionView, ConnectRequest, MetricsView } from '../model/api.ts';
 import { API_VERSION, httpStatusOf } from '../model/api.ts';
 import { KnitError, invalid, messageOf } from '../lib/errors.ts';
 import { VERSION } from '../version.ts';
 import { CniService } from '../cni/service.ts';
+import type { Timings } from './metrics.ts';
 
 export interface ApiContext {
   engine: Engine;
   status: () => Promise<StatusView>;
+  /** Where each request's handling time goes, under its route pattern. */
+  timings: Timings;
 }
 
 type Handler = (ctx: ApiContext, params: string[], body: unknown) => Promise<unknown>;
 
-const routes: [string, RegExp, Handler][] = [
-  ['GET', /^\/v1\/version$/, async () => ({ version: VERSION, apiVersion: API_VERSION, node: process.version }) satisfies VersionView],
-  ['GET', /^\/v1\/status$/, async (c) => c.status()],
-  ['GET', /^\/v1\/networks$/, async (c) => c.engine.listNetworks()],
-  ['POST', /^\/v1\/networks$/, async (c, _p, b) => c.engine.createNetwork(b)],
-  ['GET', /^\/v1\/networks\/([^/]+)$/, async (c, [n]) => c.engine.inspectNetwork(n as string)],
-  ['DELETE', /^\/v1\/networks\/([^/]+)$/, async (c, [n]) => c.engine.deleteNetwork(n as string)],
-  ['POST', /^\/v1\/networks\/([^/]+)\/connect$/, async (c, [n], b) => c.engine.connect(n as string, b as ConnectRequest)],
-  ['POST', /^\/v1\/networks\/([^/]+)\/disconnect$/, async (c, [n], b) => c.engine.disconnect(n as string, sandboxOf(b))],
-  ['GET', /^\/v1\/sandboxes$/, async (c) => c.engine.listSandboxes()],
-  ['POST', /^\/v1\/sandboxes$/, async (c, _p, b) => c.engine.createSandbox(b)],
-  ['GET', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.inspectSandbox(n as string)],
-  ['DELETE', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.deleteSandbox(n as string)],
+// [method, pattern (the key its timings are kept under), matcher, handler]
+const routes: [string, string, RegExp, Handler][] = [
+  ['GET', '/v1/version', /^\/v1\/version$/, async () => ({ version: VERSION, apiVersion: API_VERSION, node: process.version }) satisfies VersionView],
+  ['GET', '/v1/status', /^\/v1\/status$/, async (c) => c.status()],
+  ['GET', '/v1/metrics', /^\/v1\/metrics$/, async (c) => c.timings.snapshot() satisfies MetricsView],
+  ['GET', '/v1/networks', /^\/v1\/networks$/, async (c) => c.engine.listNetworks()],
+  ['POST', '/v1/networks', /^\/v1\/networks$/, async (c, _p, b) => c.engine.createNetwork(b)],
+  ['GET', '/v1/networks/:name', /^\/v1\/networks\/([^/]+)$/, async (c, [n]) => c.engine.inspectNetwork(n as string)],
+  ['DELETE', '/v1/networks/:name', /^\/v1\/networks\/([^/]+)$/, async (c, [n]) => c.engine.deleteNetwork(n as string)],
+  ['POST', '/v1/networks/:name/connect', /^\/v1\/networks\/([^/]+)\/connect$/, async (c, [n], b) => c.engine.connect(n as string, b as ConnectRequest)],
+  ['POST', '/v1/networks/:name/disconnect', /^\/v1\/networks\/([^/]+)\/disconnect$/, async (c, [n], b) => c.engine.disconnect(n as string, sandboxOf(b))],
+  ['GET', '/v1/sandboxes', /^\/v1\/sandboxes$/, async (c) => c.engine.listSandboxes()],
+  ['POST', '/v1/sandboxes', /^\/v1\/sandboxes$/, async (c, _p, b) => c.engine.createSandbox(b)],
+  ['GET', '/v1/sandboxes/:name', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.inspectSandbox(n as string)],
+  ['DELETE', '/v1/sandboxes/:name', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.deleteSandbox(n as string)],
   // Knit's CNI plugins: the reply carries a result or a CNI error object (always 200).
-  ['POST', /^\/v1\/cni\/(add|del|check|gc|status)$/, async (c, [verb], b) => cniService(c.engine).handle(verb as string, b)],
+  ['POST', '/v1/cni/add', /^\/v1\/cni\/(add)$/, cni],
+  ['POST', '/v1/cni/del', /^\/v1\/cni\/(del)$/, cni],
+  ['POST', '/v1/cni/check', /^\/v1\/cni\/(check)$/, cni],
+  ['POST', '/v1/cni/gc', /^\/v1\/cni\/(gc)$/, cni],
+  ['POST', '/v1/cni/status', /^\/v1\/cni\/(status)$/, cni],
 ];
+
+async function cni(c: ApiContext, [verb]: string[], b: unknown): Promise<unknown> {
+  return cniService(c.engine).handle(verb as string, b);
+}
 
 const cniServices = new WeakMap<Engine, CniService>();
 function cniService(engine: Engine): CniService {
@@ -47,35 +60,48 @@ function sandboxOf(b: unknown): string {
 
 export function apiHandler(ctx: ApiContext) {
   return (req: IncomingMessage, res: ServerResponse): void => {
+    const t0 = performance.now();
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       void serve(ctx, req, Buffer.concat(chunks).toString('utf8'))
-        .then(({ status, body }) => reply(res, status, body))
+        .then(({ status, body, route }) => {
+          reply(res, status, body);
+          // Unmatched paths are not recorded: their keys would come from the client.
+          if (route !== undefined) ctx.timings.record(route, performance.now() - t0);
+        })
         .catch((err: unknown) => reply(res, 500, errorBody(err)));
     });
   };
 }
 
-async function serve(ctx: ApiContext, req: IncomingMessage, text: string): Promise<{ status: number; body: unknown }> {
+interface Served {
+  status: number;
+  body: unknown;
+  /** `METHOD pattern` of the route that handled it. */
+  route?: string;
+}
+
+async function serve(ctx: ApiContext, req: IncomingMessage, text: string): Promise<Served> {
   const path = (req.url ?? '/').split('?')[0] as string;
   const method = req.method ?? 'GET';
   let pathMatched = false;
-  for (const [m, re, handler] of routes) {
+  for (const [m, pattern, re, handler] of routes) {
     const match = re.exec(path);
     if (!match) continue;
     pathMatched = true;
     if (m !== method) continue;
+    const route = `${m} ${pattern}`;
     try {
       const body = text === '' ? undefined : parseJson(text);
       const params = match.slice(1).map((p) => decodeURIComponent(p));
       const result = await handler(ctx, params, body);
-      if (result === undefined) return { status: 204, body: undefined };
+      if (result === undefined) return { status: 204, body: undefined, route };
       const created = method === 'POST' && (path === '/v1/networks' || path === '/v1/sandboxes');
-      return { status: created ? 201 : 200, body: result };
+      return { status: created ? 201 : 200, body: result, route };
     } catch (err) {
       const e = toKnitError(err);
-      return { status: httpStatusOf(e.code), body: errorBody(e) };
+      return { status: httpStatusOf(e.code), body: errorBody(e), route };
     }
   }
   const e = new KnitError(pathMatched ? 'invalid' : 'not-found', `${method} ${path} is not part of the Knit API v${API_VERSION}`);

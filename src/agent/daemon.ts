@@ -13,6 +13,7 @@ import { apiHandler } from './api.ts';
 import { ensureBuiltinNetworks } from './builtins.ts';
 import type { StatusView } from '../model/api.ts';
 import { DaemonDns } from './dns.ts';
+import { Timings } from './metrics.ts';
 import { dockerUserRules, startDockerPlugin, type DockerPlugin } from '../docker/plugin.ts';
 
 export interface DaemonOptions {
@@ -54,8 +55,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Beside a dockerd, Knit's bridges need Docker's FORWARD chain to let them through.
   const dockerUser = dockerUserRules(engine, opts.log);
   dockerUser.start();
+  // Per-route handling times of the API and the Docker plugin (GET /v1/metrics).
+  const timings = new Timings();
   let docker: DockerPlugin | undefined;
-  if (opts.dockerPluginDir) docker = await startDockerPlugin(engine, { dir: opts.dockerPluginDir, log: opts.log, dockerUser });
+  if (opts.dockerPluginDir) docker = await startDockerPlugin(engine, { dir: opts.dockerPluginDir, log: opts.log, dockerUser, timings });
 
   const status = async (): Promise<StatusView> => ({
     daemon: {
@@ -70,7 +73,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     counts: await engine.counts(),
   });
 
-  const server = createServer(apiHandler({ engine, status }));
+  const server = createServer(apiHandler({ engine, status, timings }));
   mkdirSync(dirname(opts.socket), { recursive: true });
   rmSync(opts.socket, { force: true }); // a socket file left by a killed daemon
   await new Promise<void>((resolve, reject) => {

@@ -15,6 +15,7 @@ import { DockerNetworkDriver } from './network-driver.ts';
 import { DockerUserRules } from './docker-user.ts';
 import { listenPlugin, pluginHandler, type Handler, type Route } from './server.ts';
 import { ipamError, networkError } from './translate.ts';
+import type { Timings } from '../agent/metrics.ts';
 
 export const DEFAULT_PLUGIN_DIR = '/run/docker/plugins';
 export const PLUGIN_NAME = 'knit';
@@ -34,7 +35,7 @@ export function dockerUserRules(engine: Engine, log: (m: string) => void): Docke
   });
 }
 
-export async function startDockerPlugin(engine: Engine, opts: { dir: string; log: (m: string) => void; dockerUser: DockerUserRules }): Promise<DockerPlugin> {
+export async function startDockerPlugin(engine: Engine, opts: { dir: string; log: (m: string) => void; dockerUser: DockerUserRules; timings?: Timings }): Promise<DockerPlugin> {
   const records = new DockerRecords(engine.state.store);
   const ipam = new DockerIpamDriver(engine, records);
   const net = new DockerNetworkDriver(engine, records);
@@ -82,7 +83,7 @@ export async function startDockerPlugin(engine: Engine, opts: { dir: string; log
   id('ReleaseAddress', (b) => ipam.releaseAddress(b));
 
   const socket = join(opts.dir, `${PLUGIN_NAME}.sock`);
-  const server = await listenPlugin(pluginHandler(routes, opts.log), socket);
+  const server = await listenPlugin(pluginHandler(routes, opts.log, opts.timings), socket);
   opts.log(`docker plugin '${PLUGIN_NAME}' (NetworkDriver, IpamDriver) on ${socket}`);
   return {
     socket,

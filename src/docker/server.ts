@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PLUGIN_CONTENT_TYPE } from './translate.ts';
+import type { Timings } from '../agent/metrics.ts';
 
 export type Handler = (body: unknown) => unknown;
 
@@ -19,8 +20,10 @@ export interface Route {
 /** Largest body accepted: port maps of big ranges stay far below this. */
 const MAX_BODY = 4 << 20;
 
-export function pluginHandler(routes: Map<string, Route>, log: (m: string) => void): (req: IncomingMessage, res: ServerResponse) => void {
+/** With timings, each implemented call's time (arrival to reply) is recorded under its path. */
+export function pluginHandler(routes: Map<string, Route>, log: (m: string) => void, timings?: Timings): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
+    const t0 = performance.now();
     const route = routes.get(req.url ?? '');
     const chunks: Buffer[] = [];
     let size = 0;
@@ -30,24 +33,29 @@ export function pluginHandler(routes: Map<string, Route>, log: (m: string) => vo
     });
     req.on('end', () => {
       if (!route) return reply(res, 404, { Err: `${req.url} is not a call Knit's plugin implements` });
+      // Only paths in the route table get a key, so the set of keys stays fixed.
+      const done = (status: number, out: unknown) => {
+        reply(res, status, out);
+        timings?.record(req.url as string, performance.now() - t0);
+      };
       let body: unknown = {};
       const text = Buffer.concat(chunks).toString('utf8').trim();
-      if (size > MAX_BODY) return reply(res, 200, route.error(new Error(`request body over ${MAX_BODY} bytes`)));
+      if (size > MAX_BODY) return done(200, route.error(new Error(`request body over ${MAX_BODY} bytes`)));
       if (text !== '') {
         try {
           body = JSON.parse(text) as unknown;
         } catch {
-          return reply(res, 200, route.error(new Error(`${req.url}: body is not JSON`)));
+          return done(200, route.error(new Error(`${req.url}: body is not JSON`)));
         }
       }
       Promise.resolve()
         .then(() => route.handle(body))
         .then(
-          (out) => reply(res, 200, out ?? {}),
+          (out) => done(200, out ?? {}),
           (err: unknown) => {
             const shaped = route.error(err);
             log(`docker ${req.url}: ${Object.values(shaped)[0] ?? ''}`);
-            reply(res, 200, shaped);
+            done(200, shaped);
           },
         );
     });

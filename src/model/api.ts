@@ -4,6 +4,7 @@
 //
 //   GET    /v1/version                       -> VersionView
 //   GET    /v1/status                        -> StatusView
+//   GET    /v1/metrics                       -> MetricsView (time spent per route)
 //   GET    /v1/networks                      -> NetworkView[]
 //   POST   /v1/networks          NetworkCreate -> NetworkView (201)
 //   GET    /v1/networks/:name                -> NetworkView   (name, id or unique id prefix)
@@ -34,6 +35,25 @@ export interface StatusView {
   daemon: { pid: number; socket: string; stateDir: string; runDir: string; uptimeSeconds: number; netns: string };
   store: { backend: string; path: string; revision: number };
   counts: { networks: number; sandboxes: number; endpoints: number };
+}
+
+/** One route's handling times in the daemon (API route or Docker plugin call). */
+export interface RouteTimingsView {
+  /** Calls since the daemon started. */
+  count: number;
+  /** Their summed duration, ms. */
+  totalMs: number;
+  /** The latest durations (up to 1,000), oldest first, ms. */
+  samplesMs: number[];
+}
+
+/**
+ * Keys: `METHOD /v1/pattern` for the API (e.g. `POST /v1/networks/:name/connect`),
+ * the plugin path for Docker's calls (e.g. `/NetworkDriver.Join`). Times run
+ * from the request's arrival to the reply's last byte handed to the socket.
+ */
+export interface MetricsView {
+  routes: Record<string, RouteTimingsView>;
 }
 
 export interface EndpointView {
