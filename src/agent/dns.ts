@@ -11,6 +11,8 @@ import { watchHostUpstreams } from '../services/dns/resolvconf.ts';
 import { parseUpstream } from '../services/dns/forward.ts';
 import { invalid, messageOf } from '../lib/errors.ts';
 import { writeSandboxEtc, type Attachment } from './etc-netns.ts';
+import { dnsAddresses, registerDnsService, servesDns, type DnsService } from '../services/dns/resolver.ts';
+import { canonicalIP } from '../lib/ip.ts';
 
 export interface DaemonDnsOptions {
   /** Upstream resolvers ("ip", "ip:port", "[v6]:port"); empty or absent: the host's /etc/resolv.conf. */
@@ -20,22 +22,10 @@ export interface DaemonDnsOptions {
   log: (msg: string) => void;
 }
 
-/**
- * Networks with names served: bridges with DNS on. The built-in `bridge`
- * network has none, as Docker's default bridge has none: containers there
- * were never promised discovery, and its gateway is shared by everything.
- */
-export function servesDns(net: Network): boolean {
-  return net.driver === 'bridge' && net.dns && net.origin !== 'builtin';
-}
+// Re-exported: callers and tests of the daemon's DNS know them from here.
+export { dnsAddresses, servesDns };
 
-/** The addresses a network's DNS server listens on: its gateways, IPv4 first. */
-export function dnsAddresses(net: Network): string[] {
-  const gws = net.subnets.flatMap((s) => (s.gateway === undefined ? [] : [s.gateway]));
-  return gws.sort((a, b) => Number(a.includes(':')) - Number(b.includes(':')));
-}
-
-export class DaemonDns {
+export class DaemonDns implements DnsService {
   readonly records = new DnsRecords();
   readonly server: DnsServer;
   readonly #engine: Engine;
@@ -85,6 +75,7 @@ export class DaemonDns {
       // A reboot empties /etc/netns; a crash may have left a file behind. Rewrite them all.
       for (const sb of sandboxes) if (sb.state === 'ready') this.#writeEtc(sb);
       this.#subscribe();
+      this.#unsubscribe.push(registerDnsService(this.#engine, this));
       return networks;
     });
     await Promise.all(nets.filter(servesDns).map((n) => this.#listen(n)));
@@ -94,6 +85,21 @@ export class DaemonDns {
     for (const off of this.#unsubscribe.splice(0)) off();
     this.#listening.clear();
     await this.#serially(() => this.server.close());
+  }
+
+  /**
+   * The addresses of `net` its DNS server answers on, after any listen under
+   * way has finished: a CNI ADD names only a server that is there when the
+   * container's first query comes. Empty when the network has no DNS or
+   * its address could not be bound (port 53 taken).
+   */
+  async nameserversFor(net: Network): Promise<string[]> {
+    if (!servesDns(net)) return [];
+    // network-up normally started it; a network made before the subscription did not.
+    await this.#listen(net);
+    await this.#ops;
+    const up = new Set(this.server.listening().map((l) => l.ip));
+    return dnsAddresses(net).filter((ip) => up.has(canonicalIP(ip)));
   }
 
   #subscribe(): void {

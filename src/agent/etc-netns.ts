@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseUpstream } from '../services/dns/forward.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { isLoopback, writeResolvConf, type ResolvConf } from '../services/dns/resolvconf.ts';
+import { knitResolver } from '../services/dns/resolver.ts';
 
 export interface EtcOptions {
   /** Whether Knit answers names on a network. */
@@ -31,14 +32,12 @@ export function sandboxResolvConf(
   attachments: Attachment[],
   how: EtcOptions,
 ): ResolvConf | undefined {
-  const dnsNets = attachments.map((a) => a.net).filter(how.servesDns);
-  const search = [...new Set([...dnsNets.map((n) => n.name), ...sb.dns.search])];
+  const knit = knitResolver(attachments.map((a) => a.net), how.servesDns);
+  const search = [...new Set([...knit.search, ...sb.dns.search])];
   let nameservers = sb.dns.servers;
   if (nameservers.length === 0) {
-    const first = dnsNets[0];
-    if (first !== undefined) {
-      nameservers = first.subnets.flatMap((s) => (s.gateway === undefined ? [] : [s.gateway]));
-      nameservers.sort((a, b) => Number(a.includes(':')) - Number(b.includes(':')));
+    if (knit.nameservers.length > 0) {
+      nameservers = knit.nameservers;
     } else if (attachments.length > 0) {
       // No Knit DNS here: the daemon's resolvers, as Docker's default bridge does, minus the
       // loopback stubs a sandbox cannot reach and those on another port (resolv.conf has none).

@@ -1,7 +1,7 @@
 // The configuration of Knit's CNI plugins, checked field by field: the
 // reference bridge plugin's names (bridge, isGateway, isDefaultGateway,
 // ipMasq, mtu, hairpinMode, promiscMode), Knit's (driver, subnet, ranges,
-// internal, icc), the ipam section and runtimeConfig capabilities. A bad
+// internal, icc, enableDns), the ipam section and runtimeConfig capabilities. A bad
 // field is code 7 naming it, as the reference plugins do.
 import type { DNS, Result100, Route } from './types.ts';
 import type { NetworkCreate } from '../model/index.ts';
@@ -235,6 +235,9 @@ export function parseCniNetConf(c: Record<string, unknown>): CniNetConf {
   if (ipMasq !== undefined) options.masquerade = String(ipMasq);
   const icc = bool(c, 'icc');
   if (icc !== undefined) options.icc = String(icc);
+  // Knit's `--opt dns=false`; `dns` itself is the CNI spec's resolver section.
+  const enableDns = bool(c, 'enableDns');
+  if (enableDns !== undefined) options.dns = String(enableDns);
   if (typeof mtu === 'number') options.mtu = String(mtu);
   const internal = bool(c, 'internal');
   const isDefaultGateway = bool(c, 'isDefaultGateway') ?? false;

@@ -20,6 +20,8 @@ import { withNetns, isNetns } from '../kernel/netns.ts';
 import { withSocket } from '../kernel/netlink/socket.ts';
 import { addRoute } from '../kernel/route.ts';
 import { familyOf, formatPrefix, parsePrefix, parseIP, formatIP } from '../lib/ip.ts';
+import { dnsServiceOf, knitResolver } from '../services/dns/resolver.ts';
+import { resultDns } from './result-dns.ts';
 
 export type CniVerb = 'add' | 'del' | 'check' | 'gc' | 'status';
 
@@ -156,7 +158,7 @@ export class CniService {
     const ep = await this.endpointOf(sb);
     if (!ep) throw new CniError(ErrorCode.Internal, `sandbox ${name} has no endpoint after ADD`);
     this.applyBridgePortFlags(conf, ep);
-    const result = this.resultFor(conf, net, sb, ep);
+    const result = await this.resultFor(conf, net, sb, ep);
     const extra = this.installIpamRoutes(sb, ep, net, req.ipamResult?.routes ?? [], result.routes ?? []);
     if (extra.length) result.routes = [...(result.routes ?? []), ...extra];
     return result;
@@ -379,7 +381,7 @@ export class CniService {
     return added;
   }
 
-  private resultFor(conf: CniNetConf, net: Network, sb: Sandbox, ep: Endpoint): Result100 {
+  private async resultFor(conf: CniNetConf, net: Network, sb: Sandbox, ep: Endpoint): Promise<Result100> {
     const nl = this.engine.host.nl;
     const interfaces: Result100['interfaces'] = [];
     let hostIdx: number | undefined;
@@ -406,7 +408,10 @@ export class CniService {
       ips.push({ interface: ctr, address: cidr, ...(gw ? { gateway: gw } : {}) });
       if (ep.defaultRoute && sub?.gateway && !net.internal) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw: sub.gateway });
     }
-    const dns = conf.dns;
+    // Only a server that answers now is named: the container's first query may come right after ADD.
+    const nameservers = (await dnsServiceOf(this.engine)?.nameserversFor(net)) ?? [];
+    const knit = nameservers.length > 0 ? { nameservers, search: knitResolver([net]).search } : { nameservers: [], search: [] };
+    const dns = resultDns(knit, conf.runtimeConfig.dns, conf.dns);
     return { cniVersion: '1.1.0', interfaces, ips, routes, ...(dns ? { dns } : {}) };
   }
 }

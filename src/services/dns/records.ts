@@ -4,6 +4,7 @@
 // names of networks it is attached to. Changes take effect on the next query.
 import { canonicalIP, familyOf, formatIP, parseIP } from '../../lib/ip.ts';
 import { invalid } from '../../lib/errors.ts';
+import { TYPE_A, TYPE_AAAA, type Answer } from './wire.ts';
 
 export interface DnsEndpoint {
   /** Unique per attachment (one sandbox on one network). */
@@ -21,10 +22,16 @@ export interface DnsEndpoint {
   ipv6?: string;
 }
 
-/** What a local lookup found: addresses of each family, already rotated. */
+/**
+ * What a local lookup found: the endpoints with an address of each family and
+ * their answer records, already rotated. Shared between queries while the
+ * name's endpoints do not change: never modify one.
+ */
 export interface NameHit {
-  v4: Endpoint[];
-  v6: Endpoint[];
+  readonly v4: readonly Endpoint[];
+  readonly v6: readonly Endpoint[];
+  readonly a: readonly Answer[];
+  readonly aaaa: readonly Answer[];
 }
 
 /** An endpoint as stored: normalised, with addresses pre-encoded for the wire. */
@@ -38,11 +45,18 @@ export interface Endpoint {
   /** 4 or 16 address bytes, ready to copy into an A/AAAA answer. */
   readonly v4Bytes: Buffer | undefined;
   readonly v6Bytes: Buffer | undefined;
+  /** The A and AAAA answer records, made once. */
+  readonly a: Answer | undefined;
+  readonly aaaa: Answer | undefined;
+  /** [network]: the scope of a client whose sandbox has only this attachment. */
+  readonly ownScope: readonly string[];
 }
 
 /** Endpoints that answer for one name on one network, and its round-robin turn. */
 interface NameEntry {
   endpoints: Set<Endpoint>;
+  /** The unrotated answer, made on first lookup after a change. */
+  hit: NameHit | undefined;
 }
 
 interface NetworkTable {
@@ -94,6 +108,7 @@ export class DnsRecords {
   readonly #sandboxes = new Map<string, Set<Endpoint>>();
   /** Round-robin counter per name, shared across networks: rotates every answer. */
   readonly #turns = new Map<string, number>();
+  readonly #askedScopes = new Map<string, readonly string[]>();
 
   /** Adds or replaces (same id) an attachment's names; visible to the next query. */
   addEndpoint(e: DnsEndpoint): void {
@@ -112,6 +127,8 @@ export class DnsRecords {
       if (familyOf(e.ipv6) !== 6) throw invalid('ipv6', `'${e.ipv6}' is not an IPv6 address`);
       ipv6 = canonicalIP(e.ipv6, 'ipv6');
     }
+    const v4Bytes = ipv4 === undefined ? undefined : addressBytes(ipv4);
+    const v6Bytes = ipv6 === undefined ? undefined : addressBytes(ipv6);
     const ep: Endpoint = {
       id: e.id,
       sandbox: e.sandbox ?? e.id,
@@ -119,8 +136,11 @@ export class DnsRecords {
       names,
       ipv4,
       ipv6,
-      v4Bytes: ipv4 === undefined ? undefined : addressBytes(ipv4),
-      v6Bytes: ipv6 === undefined ? undefined : addressBytes(ipv6),
+      v4Bytes,
+      v6Bytes,
+      a: v4Bytes === undefined ? undefined : { type: TYPE_A, rdata: v4Bytes },
+      aaaa: v6Bytes === undefined ? undefined : { type: TYPE_AAAA, rdata: v6Bytes },
+      ownScope: [network],
     };
     // Validation is done: from here nothing throws, so a replace is atomic.
     this.removeEndpoint(e.id);
@@ -135,10 +155,11 @@ export class DnsRecords {
       for (const key of [name, `${name}.${network}`]) {
         let entry = table.names.get(key);
         if (entry === undefined) {
-          entry = { endpoints: new Set() };
+          entry = { endpoints: new Set(), hit: undefined };
           table.names.set(key, entry);
         }
         entry.endpoints.add(ep);
+        entry.hit = undefined;
       }
     }
     for (const ip of [ipv4, ipv6]) {
@@ -161,6 +182,7 @@ export class DnsRecords {
           const entry = table.names.get(key);
           if (entry === undefined) continue;
           entry.endpoints.delete(ep);
+          entry.hit = undefined;
           if (entry.endpoints.size === 0) {
             table.names.delete(key);
             this.#turns.delete(key);
@@ -190,17 +212,17 @@ export class DnsRecords {
    * address it asked. When overlapping subnets make an address ambiguous, the
    * endpoint on the asked network decides.
    */
-  scope(client: string, asked: string | undefined): string[] {
+  scope(client: string, asked: string | undefined): readonly string[] {
     const holders = this.#byClient.get(client);
-    if (holders === undefined) return asked === undefined ? [] : [asked];
+    if (holders === undefined) return this.#askedScope(asked);
     let owner: Endpoint | undefined;
     for (const ep of holders) {
       owner = ep;
       if (ep.network === asked) break;
     }
     const mine = owner === undefined ? undefined : this.#sandboxes.get(owner.sandbox);
-    if (mine === undefined) return asked === undefined ? [] : [asked];
-    if (mine.size === 1) return [owner!.network];
+    if (mine === undefined) return this.#askedScope(asked);
+    if (mine.size === 1) return owner!.ownScope;
     const nets = new Set<string>();
     for (const ep of mine) nets.add(ep.network);
     return [...nets];
@@ -213,6 +235,13 @@ export class DnsRecords {
    */
   lookup(client: string, asked: string | undefined, name: string): NameHit | undefined {
     const nets = this.scope(client, asked);
+    if (nets.length === 1) {
+      // The common case allocates nothing: the entry's answer, rotated only when there is something to rotate.
+      const entry = this.#networks.get(nets[0]!)?.names.get(name);
+      if (entry === undefined) return undefined;
+      entry.hit ??= hitOf(entry.endpoints);
+      return entry.hit.v4.length > 1 || entry.hit.v6.length > 1 ? this.#rotated(name, entry.hit) : entry.hit;
+    }
     let found: Set<Endpoint> | undefined;
     let merged: Set<Endpoint> | undefined;
     for (const net of nets) {
@@ -226,19 +255,27 @@ export class DnsRecords {
     }
     const all = merged ?? found;
     if (all === undefined) return undefined;
-    const v4: Endpoint[] = [];
-    const v6: Endpoint[] = [];
-    for (const ep of all) {
-      if (ep.v4Bytes !== undefined) v4.push(ep);
-      if (ep.v6Bytes !== undefined) v6.push(ep);
+    const hit = hitOf(all);
+    return hit.v4.length > 1 || hit.v6.length > 1 ? this.#rotated(name, hit) : hit;
+  }
+
+  /** A copy of `hit` turned by the name's counter, which advances. */
+  #rotated(name: string, hit: NameHit): NameHit {
+    const turn = this.#turns.get(name) ?? 0;
+    this.#turns.set(name, (turn + 1) % 0x40000000);
+    return { v4: rotate(hit.v4, turn), v6: rotate(hit.v6, turn), a: rotate(hit.a, turn), aaaa: rotate(hit.aaaa, turn) };
+  }
+
+  /** Unknown clients see the asked network; the one-element lists are kept, not made per query. */
+  #askedScope(asked: string | undefined): readonly string[] {
+    if (asked === undefined) return NO_SCOPE;
+    let s = this.#askedScopes.get(asked);
+    if (s === undefined) {
+      if (this.#askedScopes.size >= 1024) this.#askedScopes.clear();
+      s = [asked];
+      this.#askedScopes.set(asked, s);
     }
-    if (v4.length > 1 || v6.length > 1) {
-      const turn = this.#turns.get(name) ?? 0;
-      this.#turns.set(name, (turn + 1) % 0x40000000);
-      rotate(v4, turn);
-      rotate(v6, turn);
-    }
-    return { v4, v6 };
+    return s;
   }
 
   /**
@@ -258,11 +295,22 @@ export class DnsRecords {
   }
 }
 
-function rotate<T>(list: T[], turn: number): void {
-  const k = turn % list.length;
-  if (k === 0) return;
-  const head = list.splice(0, k);
-  list.push(...head);
+const NO_SCOPE: readonly string[] = [];
+
+function hitOf(endpoints: Iterable<Endpoint>): NameHit {
+  const v4: Endpoint[] = [];
+  const v6: Endpoint[] = [];
+  for (const ep of endpoints) {
+    if (ep.v4Bytes !== undefined) v4.push(ep);
+    if (ep.v6Bytes !== undefined) v6.push(ep);
+  }
+  return { v4, v6, a: v4.map((ep) => ep.a!), aaaa: v6.map((ep) => ep.aaaa!) };
+}
+
+/** `list` turned left by `turn` places, as a new list (or itself when nothing moves). */
+function rotate<T>(list: readonly T[], turn: number): readonly T[] {
+  const k = list.length === 0 ? 0 : turn % list.length;
+  return k === 0 ? list : [...list.slice(k), ...list.slice(0, k)];
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, key: K, v: V): void {

@@ -19,7 +19,7 @@ import {
   CLASS_ANY,
   CLASS_IN,
   CLASSIC_UDP_SIZE,
-  counts,
+  hasRecords,
   encodeName,
   FORMERR,
   headerOnly,
@@ -27,6 +27,7 @@ import {
   NOERROR,
   NOTIMP,
   opcodeOf,
+  questionCount,
   readQuestion,
   REFUSED,
   SERVFAIL,
@@ -121,7 +122,8 @@ export class DnsServer {
     if (this.#listeners.has(ip)) throw conflict(`DNS server already listening on ${ip}`, 'ip');
     const fds = addr.netnsPath === undefined ? bindPair(ip, addr.port ?? 53) : this.#withNetns(addr.netnsPath, () => bindPair(ip, addr.port ?? 53));
     const network = addr.network?.toLowerCase();
-    const udp = dgram.createSocket({ type: familyOf(ip) === 6 ? 'udp6' : 'udp4', recvBufferSize: 4 << 20 });
+    const family = familyOf(ip) === 6 ? 6 : 4;
+    const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, lookup: literalLookup(family) });
     const tcp = net.createServer({ noDelay: true });
     const l: Listener = { ip, port: fds.port, udp, tcp, conns: new Set() };
     udp.on('message', (msg, rinfo) => this.#onDatagram(l, network, msg, rinfo));
@@ -275,12 +277,11 @@ export class DnsServer {
     // Too short to carry an ID, or a response (answering those invites loops): drop.
     if (msg.length < 12 || isResponse(msg)) return undefined;
     if (opcodeOf(msg) !== 0) return headerOnly(msg, NOTIMP);
-    const n = counts(msg);
-    if (n.qd !== 1) return headerOnly(msg, FORMERR);
+    if (questionCount(msg) !== 1) return headerOnly(msg, FORMERR);
     const q = readQuestion(msg);
     if (q === undefined) return headerOnly(msg, FORMERR);
     let edns: Edns | undefined;
-    if (n.an !== 0 || n.ns !== 0 || n.ar !== 0) {
+    if (hasRecords(msg)) {
       const parsed = readEdns(msg);
       if (parsed === 'bad') return headerOnly(msg, FORMERR);
       edns = parsed;
@@ -293,29 +294,32 @@ export class DnsServer {
       return buildReply(msg, q, { rcode: NOERROR, answers: [], limit, edns, extendedRcode: BADVERS_HIGH });
     }
     const answers = this.#local(q, client, network);
-    if (answers !== undefined) return buildReply(msg, q, { rcode: NOERROR, answers, limit, edns });
+    if (answers !== undefined) return buildReply(msg, q, { rcode: NOERROR, answers, ttl: this.#ttl, limit, edns });
     return this.#relay(msg, q, limit, edns, client);
   }
 
   /** Knit's own answer (possibly NODATA: an empty list), or undefined when the name is not Knit's. */
-  #local(q: Question, client: string, network: string | undefined): Answer[] | undefined {
+  #local(q: Question, client: string, network: string | undefined): readonly Answer[] | undefined {
     if (!q.plain || (q.qclass !== CLASS_IN && q.qclass !== CLASS_ANY)) return undefined;
     if (q.qtype === TYPE_PTR) {
       const ip = reverseNameToIP(q.name);
       if (ip === undefined) return undefined;
       const names = this.#records.reverse(client, network, ip);
-      return names?.map((name) => ({ type: TYPE_PTR, ttl: this.#ttl, rdata: encodeName(name) }));
+      return names?.map((name) => ({ type: TYPE_PTR, rdata: encodeName(name) }));
     }
     const hit = this.#records.lookup(client, network, q.name);
     if (hit === undefined) return undefined;
-    const out: Answer[] = [];
-    if (q.qtype === TYPE_A || q.qtype === TYPE_ANY) {
-      for (const ep of hit.v4) out.push({ type: TYPE_A, ttl: this.#ttl, rdata: ep.v4Bytes! });
+    // The hit's own answer lists: an A or AAAA query for a known name allocates none.
+    switch (q.qtype) {
+      case TYPE_A:
+        return hit.a;
+      case TYPE_AAAA:
+        return hit.aaaa;
+      case TYPE_ANY:
+        return [...hit.a, ...hit.aaaa];
+      default:
+        return NODATA;
     }
-    if (q.qtype === TYPE_AAAA || q.qtype === TYPE_ANY) {
-      for (const ep of hit.v6) out.push({ type: TYPE_AAAA, ttl: this.#ttl, rdata: ep.v6Bytes! });
-    }
-    return out;
   }
 
   async #relay(msg: Buffer, q: Question, limit: number, edns: Edns | undefined, client: string): Promise<Buffer> {
@@ -327,12 +331,29 @@ export class DnsServer {
   }
 }
 
+const NODATA: readonly Answer[] = [];
+
+/**
+ * Sends without a completion callback: dgram then skips a request object and
+ * a tick per reply, and a lost reply is what UDP promises anyway (the client
+ * retries).
+ */
 function sendTo(l: Listener, reply: Buffer, rinfo: dgram.RemoteInfo): void {
   try {
-    l.udp.send(reply, rinfo.port, rinfo.address, () => {});
+    l.udp.send(reply, rinfo.port, rinfo.address);
   } catch {
     // The listener closed while a relay was in flight.
   }
+}
+
+/**
+ * dgram passes every send's address through dns.lookup, which answers even an
+ * IP literal on the next tick; a reply's address is always the literal the
+ * query came from, so this answers at once.
+ */
+function literalLookup(family: 4 | 6): NonNullable<dgram.SocketOptions['lookup']> {
+  const lookup = (address: string, _opts: unknown, cb: (err: null, address: string, family: number) => void): void => cb(null, address, family);
+  return lookup as unknown as NonNullable<dgram.SocketOptions['lookup']>;
 }
 
 /** UDP and TCP fds on the same ip:port; port 0 takes UDP's pick for TCP too. */

@@ -53,8 +53,13 @@ export function isResponse(msg: Buffer): boolean {
   return (msg[2]! & 0x80) !== 0;
 }
 
-export function counts(msg: Buffer): { qd: number; an: number; ns: number; ar: number } {
-  return { qd: msg.readUInt16BE(4), an: msg.readUInt16BE(6), ns: msg.readUInt16BE(8), ar: msg.readUInt16BE(10) };
+export function questionCount(msg: Buffer): number {
+  return msg.readUInt16BE(4);
+}
+
+/** Whether any answer, authority or additional record follows the question (EDNS's OPT, say). */
+export function hasRecords(msg: Buffer): boolean {
+  return msg.readUInt32BE(6) !== 0 || msg.readUInt16BE(10) !== 0;
 }
 
 /**
@@ -63,8 +68,10 @@ export function counts(msg: Buffer): { qd: number; an: number; ns: number; ar: n
  * has an over-long label or name.
  */
 export function readQuestion(msg: Buffer): Question | undefined {
+  // The name is assembled in a scratch buffer, lower-cased there, and becomes
+  // one string: per-label strings would be garbage on every query.
   let off = HEADER;
-  let name = '';
+  let n = 0;
   let plain = true;
   for (;;) {
     if (off >= msg.length) return undefined;
@@ -72,21 +79,27 @@ export function readQuestion(msg: Buffer): Question | undefined {
     off += 1;
     if (len === 0) break;
     if (len > 63 || off + len > msg.length) return undefined;
-    const label = msg.toString('latin1', off, off + len);
-    if (label.includes('.')) plain = false;
-    name = name === '' ? label : `${name}.${label}`;
-    if (name.length > 253) return undefined;
+    if (n !== 0) nameScratch[n++] = 0x2e;
+    if (n + len > 253) return undefined;
+    for (let i = off, last = off + len; i < last; i++) {
+      let c = msg[i]!;
+      if (c === 0x2e) plain = false;
+      else if (c >= 0x41 && c <= 0x5a) c |= 0x20; // DNS case-folds ASCII only (RFC 4343)
+      nameScratch[n++] = c;
+    }
     off += len;
   }
   if (off + 4 > msg.length) return undefined;
   return {
-    name: name.toLowerCase(),
+    name: n === 0 ? '' : nameScratch.toString('latin1', 0, n),
     plain,
     qtype: msg.readUInt16BE(off),
     qclass: msg.readUInt16BE(off + 2),
     end: off + 4,
   };
 }
+
+const nameScratch = Buffer.allocUnsafe(256);
 
 /** A reply with no sections: for FORMERR/NOTIMP when the question cannot be trusted. */
 export function headerOnly(query: Buffer, rcode: number): Buffer {
@@ -97,10 +110,10 @@ export function headerOnly(query: Buffer, rcode: number): Buffer {
   return out;
 }
 
+/** One answer record: its name is the question's (a pointer to offset 12), its TTL the reply's. */
 export interface Answer {
-  type: number;
-  ttl: number;
-  rdata: Buffer;
+  readonly type: number;
+  readonly rdata: Buffer;
 }
 
 export interface Edns {
@@ -113,6 +126,8 @@ export interface Edns {
 export interface ReplyOptions {
   rcode: number;
   answers: readonly Answer[];
+  /** TTL of every answer (0 when there are none). */
+  ttl?: number;
   /** Largest reply the transport allows; answers that do not fit are dropped and TC set. */
   limit: number;
   /** Present when the query carried an OPT record: the reply carries one too. */
@@ -128,6 +143,7 @@ const OPT_SIZE = 11;
 /** An authoritative reply: header, the query's question verbatim, answers, OPT. */
 export function buildReply(query: Buffer, q: Question, opts: ReplyOptions): Buffer {
   const qlen = q.end - HEADER;
+  const ttl = opts.ttl ?? 0;
   const optLen = opts.edns === undefined ? 0 : OPT_SIZE;
   let size = HEADER + qlen + optLen;
   let fit = 0;
@@ -156,7 +172,7 @@ export function buildReply(query: Buffer, q: Question, opts: ReplyOptions): Buff
     out.writeUInt16BE(0xc00c, off);
     out.writeUInt16BE(a.type, off + 2);
     out.writeUInt16BE(CLASS_IN, off + 4);
-    out.writeUInt32BE(a.ttl, off + 6);
+    out.writeUInt32BE(ttl, off + 6);
     out.writeUInt16BE(a.rdata.length, off + 10);
     a.rdata.copy(out, off + 12);
     off += 12 + a.rdata.length;
