@@ -36,6 +36,12 @@ function isClash(err: unknown): boolean {
 export class Firewall {
   readonly table: string;
   #nft: Nft;
+  /**
+   * What this process published ("map key" -> value): removing a port then
+   * needs no `get element` round trip (~1.5 ms) to check it is still ours.
+   * Filled by ensure(); a key it does not know is looked up in the kernel.
+   */
+  #published = new Map<string, string>();
 
   constructor(nft: Nft, options?: { table?: string }) {
     this.#nft = nft;
@@ -45,6 +51,8 @@ export class Firewall {
   /** Replaces the whole table with exactly this state, in one transaction. */
   ensure(state: FirewallState): void {
     this.#nft.run(rulesetText(state, this.table));
+    this.#published.clear();
+    for (const e of state.ports.map(mapElement)) this.#published.set(slot(e), e.value);
   }
 
   /** True when the table exists with all its sets, maps and chains (rules counted). */
@@ -95,6 +103,7 @@ export class Firewall {
     const cmds = groupByMap(elems).map(([map, es]) => this.#elements('add', map, es.map(mapElementText)));
     try {
       this.#nft.run(cmds.join('\n'));
+      for (const e of elems) this.#published.set(slot(e), e.value);
     } catch (err) {
       if (!isClash(err)) throw err;
       for (const e of elems) {
@@ -114,8 +123,9 @@ export class Firewall {
   removePorts(ports: PortMapping[]): void {
     const elems = ports.map(mapElement);
     if (elems.length === 0) return;
-    const mine = elems.filter((e) => this.#lookup(e) === e.value);
+    const mine = elems.filter((e) => (this.#published.get(slot(e)) ?? this.#lookup(e)) === e.value);
     this.#deleteAll(mine.map((e) => ({ set: e.map, elem: e.key })));
+    for (const e of mine) this.#published.delete(slot(e));
   }
 
   /** Every published port, one mapping per host port. */
@@ -179,6 +189,10 @@ export class Firewall {
     const [addr, p] = m[2].trim().split(' . ');
     return `${canonicalIP(addr ?? '')} . ${p ?? ''}`;
   }
+}
+
+function slot(e: MapElement): string {
+  return `${e.map} ${e.key}`;
 }
 
 function groupByMap(elems: MapElement[]): [MapName, MapElement[]][] {
