@@ -92,7 +92,9 @@ for (const c of CNI_EXECUTABLES) {
   const r = existsSync(bun)
     ? // --bytecode: the executable carries compiled bytecode, not source to parse at each start (~10 ms
       // less); it needs CommonJS output, hence no top-level await in the plugins.
-      spawnSync(bun, ['build', '--compile', '--minify', '--bytecode', '--format=cjs', '--target=bun', c.in, '--outfile', tmp], { cwd: root, encoding: 'utf8' })
+      // No .env or bunfig.toml from the runtime's working directory: a plugin's behaviour
+      // must not depend on where containerd or podman happens to run it.
+      spawnSync(bun, ['build', '--compile', '--minify', '--bytecode', '--format=cjs', '--target=bun', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', c.in, '--outfile', tmp], { cwd: root, encoding: 'utf8' })
     : undefined;
   if (r !== undefined && r.status === 0) {
     renameSync(tmp, out);
