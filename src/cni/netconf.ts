@@ -4,13 +4,14 @@
 // internal, icc, enableDns), the ipam section and runtimeConfig capabilities. A bad
 // field is code 7 naming it, as the reference plugins do.
 import type { DNS, Result100, Route } from './types.ts';
-import type { NetworkCreate } from '../model/index.ts';
+import type { Bandwidth, NetworkCreate } from '../model/index.ts';
 import type { PoolSpec } from '../ipam/pool.ts';
 import { CniError, ErrorCode } from './errors.ts';
 import { isCIDR } from './types.ts';
 import { familyOf, formatPrefix, parsePrefix } from '../lib/ip.ts';
 import { convertResult } from './version.ts';
 import { parsePrevResult } from './decode.ts';
+import { bandwidthProblem } from '../drivers/bandwidth.ts';
 
 export interface PortMappingCap {
   hostPort: number;
@@ -46,6 +47,8 @@ export interface CniNetConf {
   ipam: { type?: string };
   dns?: DNS;
   runtimeConfig: RuntimeConfig;
+  /** Shaping from the plugin config's own keys, else runtimeConfig.bandwidth; absent when all zero. */
+  bandwidth?: Bandwidth;
   prevResult?: Result100;
   /** The Knit network to create on first use. */
   create: NetworkCreate;
@@ -254,6 +257,7 @@ export function parseCniNetConf(c: Record<string, unknown>): CniNetConf {
   };
   const dns = dnsOf(c.dns, 'dns');
   const prev = prevResultOf(c);
+  const bw = bandwidthOf(c, rc);
   return {
     name,
     isGateway: (bool(c, 'isGateway') ?? false) || isDefaultGateway,
@@ -263,9 +267,34 @@ export function parseCniNetConf(c: Record<string, unknown>): CniNetConf {
     ipam: ipamType ? { type: ipamType } : {},
     runtimeConfig: rc,
     create,
+    ...(bw ? { bandwidth: bw } : {}),
     ...(dns ? { dns } : {}),
     ...(prev ? { prevResult: prev } : {}),
   };
+}
+
+const BANDWIDTH_KEYS = ['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst'] as const;
+
+/**
+ * As the reference bandwidth plugin: the four keys at the top of the
+ * config, when any is there, win over runtimeConfig.bandwidth. Rates in
+ * bits/s and bursts in bits; a direction with both 0 is not shaped.
+ */
+function bandwidthOf(c: Record<string, unknown>, rc: RuntimeConfig): Bandwidth | undefined {
+  const top = BANDWIDTH_KEYS.some((k) => c[k] !== undefined && c[k] !== null);
+  const src = top ? c : rc.bandwidth;
+  if (src === undefined) return undefined;
+  const prefix = top ? '' : 'runtimeConfig.bandwidth.';
+  const bw: Bandwidth = { ingressRate: 0, ingressBurst: 0, egressRate: 0, egressBurst: 0 };
+  for (const k of BANDWIDTH_KEYS) {
+    const v = src[k];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(`${prefix}${k}`, `must be a non-negative integer (${k.endsWith('Rate') ? 'bits/s' : 'bits'}), got ${JSON.stringify(v)}`);
+    bw[k] = v;
+  }
+  const p = bandwidthProblem(bw);
+  if (p) throw bad(`${prefix}${p.key}`, p.msg);
+  return bw.ingressRate > 0 || bw.egressRate > 0 ? bw : undefined;
 }
 
 /** Decodes the `knit-ipam` plugin's configuration: its `ipam` section, host-local's names accepted. */

@@ -103,13 +103,6 @@ export class CniService {
     if (!isNetns(netns)) throw new CniError(ErrorCode.InvalidNetNS, `failed to open netns ${JSON.stringify(netns)}: not a network namespace`, 'CNI_NETNS');
     const args = cniArgs(req.args ?? '');
     const rc = conf.runtimeConfig;
-    if (rc.bandwidth !== undefined && Object.keys(rc.bandwidth).length > 0) {
-      throw new CniError(
-        ErrorCode.UnsupportedField,
-        'runtimeConfig.bandwidth is not supported by the knit plugin yet; chain the reference "bandwidth" plugin after knit instead',
-        'runtimeConfig.bandwidth',
-      );
-    }
     if (req.ipamResult?.ips?.length && !conf.create.subnets) {
       // A delegated IPAM plugin chose the addresses: the network takes their subnets.
       const subnets = req.ipamResult.ips.map((i) => ({
@@ -151,6 +144,7 @@ export class CniService {
           ...(mac ? { mac } : {}),
           ...(aliases.length ? { aliases } : {}),
           ...(rc.portMappings?.length ? { publish: rc.portMappings.map(publishSpec) } : {}),
+          ...(conf.bandwidth ? { bandwidth: conf.bandwidth } : {}),
         },
       ],
     });

@@ -16,6 +16,7 @@ import { setSysctl } from '../kernel/sysctl.ts';
 import { macFromId } from '../kernel/mac.ts';
 import { announceAddress } from '../kernel/arp.ts';
 import { bridgeName, gatewayCidrs, firewallNetwork } from './common.ts';
+import { applyBandwidth, bandwidthProblems, removeBandwidth } from './bandwidth.ts';
 
 export const bridgeDriver: NetworkDriver = {
   name: 'bridge',
@@ -92,6 +93,7 @@ export const bridgeDriver: NetworkDriver = {
     // Isolated ports talk only to the bridge itself: that is icc=false.
     // Hairpin lets a sandbox reach itself through its own published port.
     setBridgePort(host.nl, link.index, { isolated: !net.icc, hairpin: true });
+    applyBandwidth(host, ep, link);
     configureSandbox(net, sb, ep);
     announce(sb.netnsPath, ep.ifname, ep);
   },
@@ -99,6 +101,7 @@ export const bridgeDriver: NetworkDriver = {
   detach(host, _net, sb, ep) {
     // Retired, not deleted: the delete's RCU wait is paid once per batch, off the request path.
     if (ep.hostIfname) host.reaper.retire(ep.hostIfname, { netnsPath: ep.hostPeer ? host.netnsPath : sb.netnsPath, ifname: ep.hostPeer ?? ep.ifname });
+    removeBandwidth(host, ep);
   },
 
   check(host, net, sb, ep) {
@@ -109,6 +112,7 @@ export const bridgeDriver: NetworkDriver = {
       const link = ep.hostIfname ? getLink(host.nl, ep.hostIfname) : undefined;
       if (!link) problems.push(`veth ${ep.hostIfname} is missing`);
       else if (br && link.master !== br.index) problems.push(`veth ${ep.hostIfname} is not on bridge ${br.name}`);
+      if (link) problems.push(...bandwidthProblems(host, ep, link));
       // The runtime moved and renamed the sandbox end: only the host side is ours to check.
       if (ep.hostPeer) return problems;
       if (!sandboxHas(sb, ep)) problems.push(`interface ${ep.ifname} in sandbox ${sb.name} is missing or has other addresses`);
@@ -139,6 +143,7 @@ async function attachHostPeer(host: Host, net: Network, brIndex: number, ep: End
   if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
   if (link.master !== brIndex) setLink(host.nl, link.index, { master: brIndex, up: true });
   setBridgePort(host.nl, link.index, { isolated: !net.icc, hairpin: true });
+  applyBandwidth(host, ep, link);
   // The container end has no address yet: announce from the bridge, so that
   // peers replace a neighbour entry left by an earlier holder of the address.
   announce(host.netnsPath, bridgeName(net), ep);

@@ -25,6 +25,7 @@ import { KnitError, conflict, invalid, messageOf, notFound } from '../lib/errors
 import { Mutex } from './mutex.ts';
 import { State } from './state.ts';
 import { newId, hostIfnameFor } from './ids.ts';
+import { checkBandwidth, shapesEgress, shapesIngress } from '../drivers/bandwidth.ts';
 import { driverFor } from '../drivers/index.ts';
 import { networkView, sandboxView, endpointView } from './views.ts';
 import { planNetwork, requestedPools } from './plan-network.ts';
@@ -411,6 +412,11 @@ export class Engine extends EventEmitter<EngineEvents> {
       ...(p.hostIP ?? net.hostBindingIPv4 ? { hostIP: (p.hostIP ?? net.hostBindingIPv4) as string } : {}),
     }));
     checkPortsFree(mappings, all);
+    const bandwidth = req.bandwidth && (shapesIngress(req.bandwidth) || shapesEgress(req.bandwidth)) ? req.bandwidth : undefined;
+    if (bandwidth) {
+      checkBandwidth(bandwidth);
+      if (net.driver !== 'bridge') throw invalid('bandwidth', `shaping needs a bridge network; '${net.name}' is ${net.driver}`);
+    }
 
     const ep: Endpoint = {
       id,
@@ -425,6 +431,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       created: new Date().toISOString(),
       ...(net.driver === 'bridge' ? { hostIfname: hostIfnameFor(id) } : {}),
       ...(req.hostPeer ? { hostPeer: req.hostPeer } : {}),
+      ...(bandwidth ? { bandwidth } : {}),
     };
     try {
       if (driver.usesIpam) {

@@ -211,6 +211,12 @@ export function createMacvlan(s: NetlinkSocket, o: MacvlanOptions): void {
   create(s, o.name, o.up, attrs, o.alias, `create macvlan ${o.name}`);
 }
 
+/** An ifb device: a sink that tc redirects a device's ingress to, so it can be shaped as egress. */
+export function createIfb(s: NetlinkSocket, o: Common & { name: string; up?: boolean }): void {
+  checkName(o.name);
+  create(s, o.name, o.up, [...commonAttrs(o), linkinfo('ifb')], o.alias, `create ifb ${o.name}`);
+}
+
 /**
  * A persistent tap (TUNSETIFF + TUNSETPERSIST on /dev/net/tun; the kernel
  * cannot create tun devices over rtnetlink), then its settings in one batch.

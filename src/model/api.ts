@@ -19,7 +19,7 @@
 // Errors: HTTP status from the code (invalid 400, not-found 404, conflict 409,
 // exhausted 409, unsupported 501, unavailable 503, internal 500) and ErrorBody.
 import type { ErrorCode } from '../lib/errors.ts';
-import type { Network, Sandbox, PortMapping } from './index.ts';
+import type { Bandwidth, Network, Sandbox, PortMapping } from './index.ts';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; field?: string };
@@ -85,6 +85,8 @@ export interface ConnectRequest {
   ifname?: string;
   aliases?: string[];
   publish?: string[];
+  /** Traffic shaping of the endpoint (bridge networks). */
+  bandwidth?: Bandwidth;
   /** Use this id for the endpoint (Docker chooses its endpoint ids). */
   endpointId?: string;
   /**

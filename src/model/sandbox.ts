@@ -17,6 +17,19 @@ export const DnsConfig = z.object({
 });
 export type DnsConfig = z.infer<typeof DnsConfig>;
 
+/**
+ * Shaping of an endpoint, as the CNI bandwidth capability names it: rates in
+ * bits/s, bursts in bits; 0 = no limit. "ingress" is traffic into the
+ * sandbox, "egress" traffic out of it.
+ */
+export const Bandwidth = z.object({
+  ingressRate: z.number().int().nonnegative().default(0),
+  ingressBurst: z.number().int().nonnegative().default(0),
+  egressRate: z.number().int().nonnegative().default(0),
+  egressBurst: z.number().int().nonnegative().default(0),
+});
+export type Bandwidth = z.infer<typeof Bandwidth>;
+
 export const Sandbox = z.object({
   id: z.string(),
   name: z.string(),
@@ -54,6 +67,8 @@ export const Endpoint = z.object({
    * runtime to move (Docker's Join); the runtime names and configures it.
    */
   hostPeer: z.string().optional(),
+  /** Traffic shaping on the host side (bridge driver). */
+  bandwidth: Bandwidth.optional(),
   /** Installs the default route through this network's gateway. */
   defaultRoute: z.boolean().default(true),
   state: z.enum(['pending', 'ready']),
@@ -70,6 +85,7 @@ export const AttachRequest = z.object({
   ifname: z.string().optional(),
   aliases: z.array(z.string()).optional(),
   publish: z.array(z.string()).optional(),
+  bandwidth: Bandwidth.optional(),
   /** false: no default route through this network (CNI isDefaultGateway). Default: the first network gives it. */
   defaultRoute: z.boolean().optional(),
 });
