@@ -15,7 +15,8 @@ import { KnitError } from '../lib/errors.ts';
 import { parseCniArgs } from './args.ts';
 import { parseCniNetConf, parseIpamConf, type CniNetConf, type IpamConf } from './netconf.ts';
 import { checkAttachment } from './check.ts';
-import { getLink, setBridgePort } from '../kernel/link.ts';
+import { getLink, setBridgePort, setLink } from '../kernel/link.ts';
+import { IFF_PROMISC } from '../kernel/netlink/constants.ts';
 import { withNetns, isNetns } from '../kernel/netns.ts';
 import { withSocket } from '../kernel/netlink/socket.ts';
 import { addRoute } from '../kernel/route.ts';
@@ -151,7 +152,7 @@ export class CniService {
     const sb = await this.engine.sandbox(name);
     const ep = await this.endpointOf(sb);
     if (!ep) throw new CniError(ErrorCode.Internal, `sandbox ${name} has no endpoint after ADD`);
-    this.applyBridgePortFlags(conf, ep);
+    this.applyBridgePortFlags(conf, net, ep);
     const result = await this.resultFor(conf, net, sb, ep);
     const extra = this.installIpamRoutes(sb, ep, net, req.ipamResult?.routes ?? [], result.routes ?? []);
     if (extra.length) result.routes = [...(result.routes ?? []), ...extra];
@@ -350,9 +351,11 @@ export class CniService {
   }
 
   /** hairpinMode and promiscMode as the reference bridge plugin applies them. */
-  private applyBridgePortFlags(conf: CniNetConf, ep: Endpoint): void {
+  private applyBridgePortFlags(conf: CniNetConf, net: Network, ep: Endpoint): void {
     if (!ep.hostIfname) return;
     if (conf.hairpinMode) setHairpin(this.engine, ep.hostIfname);
+    // The reference plugin turns the bridge promiscuous and never back: other attachments may rely on it.
+    if (conf.promiscMode && net.bridge) setPromisc(this.engine, net.bridge);
   }
 
   /** Routes a delegated IPAM plugin asked for (the reference bridge installs them in the container too). */
@@ -408,6 +411,11 @@ export class CniService {
     const dns = resultDns(knit, conf.runtimeConfig.dns, conf.dns);
     return { cniVersion: '1.1.0', interfaces, ips, routes, ...(dns ? { dns } : {}) };
   }
+}
+
+function setPromisc(engine: Engine, bridge: string): void {
+  const link = getLink(engine.host.nl, bridge);
+  if (link && (link.flags & IFF_PROMISC) === 0) setLink(engine.host.nl, link.index, { promisc: true });
 }
 
 function setHairpin(engine: Engine, ifname: string): void {

@@ -255,6 +255,8 @@ export interface LinkChange {
   up?: boolean;
   alias?: string;
   group?: number;
+  /** Receive every frame (a bridge: also those not addressed to it), as `ip link set promisc on`. */
+  promisc?: boolean;
   /** Rename (the link must be down). */
   name?: string;
 }
@@ -275,6 +277,11 @@ export function setLinkRequests(s: NetlinkSocket, nameOrIndex: NameOrIndex, o: L
     }
   }
   const { header, attrs } = target(ref, o.up);
+  if (o.promisc !== undefined) {
+    // ifi_flags / ifi_change: the promiscuous bit beside the up bit target() may have set.
+    header.writeUInt32LE(header.readUInt32LE(8) | (o.promisc ? C.IFF_PROMISC : 0), 8);
+    header.writeUInt32LE(header.readUInt32LE(12) | C.IFF_PROMISC, 12);
+  }
   const a = [...attrs, ...commonAttrs({ ...o, master: undefined })];
   if (o.master !== undefined) a.push(u32(C.IFLA_MASTER, o.master ?? 0));
   if (o.alias !== undefined) a.push(str(C.IFLA_IFALIAS, o.alias));

@@ -219,12 +219,30 @@ describe('knit CNI plugin', { skip }, () => {
       assert.equal(runPlugin(h, pluginEnv(h, 'ADD', { id: 'gc-drop', netns: b.path, ifname: 'eth0' }), conf('1.1.0')).code, 0);
       const gc = runPlugin(h, pluginEnv(h, 'GC'), conf('1.1.0', { 'cni.dev/valid-attachments': [{ containerID: 'gc-keep', ifname: 'eth0' }] }));
       assert.equal(gc.code, 0, gc.stdout);
+      await h.settle();
       assert.equal(sh('ip', ['-n', b.name, '-o', 'link', 'show']).includes('eth0'), false, 'gc-drop is gone');
       assert.equal(sh('ip', ['-n', a.name, '-o', 'link', 'show']).includes('eth0'), true, 'gc-keep stays');
       assert.equal(runPlugin(h, pluginEnv(h, 'DEL', { id: 'gc-keep', netns: a.path, ifname: 'eth0' }), conf('1.1.0')).code, 0);
     } finally {
       removeNetns(a.name);
       removeNetns(b.name);
+    }
+  });
+
+  it('hairpinMode and promiscMode as the reference bridge plugin applies them', async () => {
+    const ns = makeNetns('kntc');
+    try {
+      const o = { id: 'ctr-flags', netns: ns.path, ifname: 'eth0' };
+      const add = runPlugin(h, pluginEnv(h, 'ADD', o), conf('1.0.0', { hairpinMode: true, promiscMode: true }));
+      assert.equal(add.code, 0, add.stdout + add.stderr);
+      const hostIf = (add.json.interfaces as { name: string; sandbox?: string }[]).find((i) => !i.sandbox && i.name !== 'kn-net1')?.name ?? '';
+      const [br] = JSON.parse(h.inHost('ip', '-j', 'link', 'show', 'dev', 'kn-net1')) as { flags: string[] }[];
+      assert.ok(br?.flags.includes('PROMISC'), `kn-net1 is promiscuous: ${br?.flags.join(',')}`);
+      const [port] = JSON.parse(h.inHost('bridge', '-d', '-j', 'link', 'show', 'dev', hostIf)) as { hairpin?: boolean }[];
+      assert.equal(port?.hairpin, true);
+      assert.equal(runPlugin(h, pluginEnv(h, 'DEL', o), conf('1.0.0')).code, 0);
+    } finally {
+      removeNetns(ns.name);
     }
   });
 });

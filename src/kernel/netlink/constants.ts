@@ -49,6 +49,7 @@ export const NLA_TYPE_MASK = 0x3fff;
 
 // Link flags.
 export const IFF_UP = 0x1;
+export const IFF_PROMISC = 0x100;
 export const IFF_LOWER_UP = 0x10000;
 
 // Link attributes.
