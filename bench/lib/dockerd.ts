@@ -6,17 +6,17 @@
 // and die in that namespace. Everything is undone by the cleanups
 // (lib/netns.ts), on failure too.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { apiCall, childEnv, KNIT, type ApiReply } from './host.ts';
 import { makeNetns, onCleanup } from './netns.ts';
 import { ensurePeer } from './peers.ts';
 import { nowMs, sleep } from './stats.ts';
+import { busyboxRootfsTar, dockerdArgs, PLUGIN_DIR, PLUGIN_SOCKET } from '../../test/helpers/dockerd.ts';
 
 /** dockerd looks for legacy plugins' sockets here and nowhere else. */
-export const PLUGIN_DIR = '/run/docker/plugins';
-export const PLUGIN_SOCKET = join(PLUGIN_DIR, 'knit.sock');
+export { PLUGIN_DIR, PLUGIN_SOCKET };
 export const IMAGE = 'knit-busybox:bench';
 
 export interface Run {
@@ -103,22 +103,8 @@ export async function startDockerBench(log: (m: string) => void): Promise<Docker
   const env: NodeJS.ProcessEnv = { ...childEnv(), DOCKER_HOST: `unix://${dockerSocket}`, KNIT_FROM_SOURCE: '1' };
 
   log(`starting dockerd in namespace ${ns}`);
-  const dockerd = spawn(
-    'nsenter',
-    [
-      `--net=${nsPath}`,
-      // Should this process die without its cleanups, dockerd goes with it.
-      'setpriv', '--pdeathsig', 'TERM',
-      'dockerd',
-      '--data-root', join(dir, 'data'),
-      '--exec-root', join(dir, 'exec'),
-      '--pidfile', join(dir, 'dockerd.pid'),
-      '-H', `unix://${dockerSocket}`,
-      '--containerd-namespace', `knit-${ns}`,
-      '--containerd-plugins-namespace', `knit-${ns}-plugins`,
-    ],
-    { env, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  // Should this process die without its cleanups, dockerd goes with it (setpriv --pdeathsig).
+  const dockerd = spawn('nsenter', dockerdArgs({ nsPath, ns, dir, socket: dockerSocket }), { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let dlog = '';
   dockerd.stderr?.on('data', (d: Buffer) => (dlog = (dlog + d.toString()).slice(-4000)));
   const stopDockerd = async (): Promise<void> => {
@@ -177,15 +163,5 @@ export async function startDockerBench(log: (m: string) => void): Promise<Docker
 
 /** A busybox image without a registry: bin/busybox and its applet links, imported. */
 function buildImage(host: DockerBench, dir: string): void {
-  const root = join(dir, 'rootfs');
-  mkdirSync(join(root, 'bin'), { recursive: true });
-  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
-  if (!busybox) throw new Error('busybox not found (apt-get install busybox-static)');
-  copyFileSync(busybox, join(root, 'bin/busybox'));
-  const applets = spawnSync(busybox, ['--list'], { encoding: 'utf8' }).stdout.split('\n').filter((a) => a && a !== 'busybox');
-  for (const applet of applets) symlinkSync('busybox', join(root, 'bin', applet));
-  const tar = join(dir, 'rootfs.tar');
-  const t = spawnSync('tar', ['-C', root, '-cf', tar, '.'], { encoding: 'utf8' });
-  if (t.status !== 0) throw new Error(`tar: ${t.stderr}`);
-  host.ok('import', tar, IMAGE);
+  host.ok('import', busyboxRootfsTar(dir), IMAGE);
 }

@@ -6,7 +6,7 @@ import type { ErrorBody, StatusView, VersionView, ConnectRequest, MetricsView } 
 import { API_VERSION, httpStatusOf } from '../model/api.ts';
 import { KnitError, invalid, messageOf } from '../lib/errors.ts';
 import { VERSION } from '../version.ts';
-import { CniService } from '../cni/service.ts';
+import type { CniService } from '../cni/service.ts';
 import type { Timings } from './metrics.ts';
 
 export interface ApiContext {
@@ -14,6 +14,8 @@ export interface ApiContext {
   status: () => Promise<StatusView>;
   /** Where each request's handling time goes, under its route pattern. */
   timings: Timings;
+  /** What Knit's CNI plugins ask for (/v1/cni/*). */
+  cni: CniService;
 }
 
 type Handler = (ctx: ApiContext, params: string[], body: unknown) => Promise<unknown>;
@@ -42,14 +44,7 @@ const routes: [string, string, RegExp, Handler][] = [
 ];
 
 async function cni(c: ApiContext, [verb]: string[], b: unknown): Promise<unknown> {
-  return cniService(c.engine).handle(verb as string, b);
-}
-
-const cniServices = new WeakMap<Engine, CniService>();
-function cniService(engine: Engine): CniService {
-  let s = cniServices.get(engine);
-  if (!s) cniServices.set(engine, (s = new CniService(engine)));
-  return s;
+  return c.cni.handle(verb as string, b);
 }
 
 function sandboxOf(b: unknown): string {

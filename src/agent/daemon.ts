@@ -10,6 +10,7 @@ import { Engine } from '../engine/engine.ts';
 import { openHost, closeHost } from '../engine/host.ts';
 import { reconcile, type ReconcileReport } from '../engine/reconcile.ts';
 import { apiHandler } from './api.ts';
+import { CniService } from '../cni/service.ts';
 import { ensureBuiltinNetworks } from './builtins.ts';
 import type { StatusView } from '../model/api.ts';
 import { DaemonDns } from './dns.ts';
@@ -73,7 +74,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     counts: await engine.counts(),
   });
 
-  const server = createServer(apiHandler({ engine, status, timings }));
+  const server = createServer(apiHandler({ engine, status, timings, cni: new CniService(engine, dns) }));
   mkdirSync(dirname(opts.socket), { recursive: true });
   rmSync(opts.socket, { force: true }); // a socket file left by a killed daemon
   await new Promise<void>((resolve, reject) => {

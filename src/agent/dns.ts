@@ -11,7 +11,7 @@ import { watchHostUpstreams } from '../services/dns/resolvconf.ts';
 import { parseUpstream } from '../services/dns/forward.ts';
 import { invalid, messageOf } from '../lib/errors.ts';
 import { writeSandboxEtc, type Attachment } from './etc-netns.ts';
-import { dnsAddresses, registerDnsService, servesDns, type DnsService } from '../services/dns/resolver.ts';
+import { dnsAddresses, servesDns, type DnsService } from '../services/dns/resolver.ts';
 import { canonicalIP } from '../lib/ip.ts';
 
 export interface DaemonDnsOptions {
@@ -75,7 +75,6 @@ export class DaemonDns implements DnsService {
       // A reboot empties /etc/netns; a crash may have left a file behind. Rewrite them all.
       for (const sb of sandboxes) if (sb.state === 'ready') this.#writeEtc(sb);
       this.#subscribe();
-      this.#unsubscribe.push(registerDnsService(this.#engine, this));
       return networks;
     });
     await Promise.all(nets.filter(servesDns).map((n) => this.#listen(n)));

@@ -21,7 +21,7 @@ import { withNetns, isNetns } from '../kernel/netns.ts';
 import { withSocket } from '../kernel/netlink/socket.ts';
 import { addRoute } from '../kernel/route.ts';
 import { familyOf, formatPrefix, parsePrefix, parseIP, formatIP } from '../lib/ip.ts';
-import { dnsServiceOf, knitResolver } from '../services/dns/resolver.ts';
+import { knitResolver, type DnsService } from '../services/dns/resolver.ts';
 import { resultDns } from './result-dns.ts';
 
 export type CniVerb = 'add' | 'del' | 'check' | 'gc' | 'status';
@@ -63,8 +63,12 @@ export class CniService {
   /** Serializes first-use network creation so concurrent ADDs share one network. */
   private creating: Promise<unknown> = Promise.resolve();
 
-  constructor(engine: Engine) {
+  /** The daemon's DNS, whose answering addresses an ADD result names; none in tools and tests. */
+  private readonly dns: DnsService | undefined;
+
+  constructor(engine: Engine, dns?: DnsService) {
     this.engine = engine;
+    this.dns = dns;
   }
 
   async handle(verb: string, body: unknown): Promise<CniReply> {
@@ -406,7 +410,7 @@ export class CniService {
       if (ep.defaultRoute && sub?.gateway && !net.internal) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw: sub.gateway });
     }
     // Only a server that answers now is named: the container's first query may come right after ADD.
-    const nameservers = (await dnsServiceOf(this.engine)?.nameserversFor(net)) ?? [];
+    const nameservers = (await this.dns?.nameserversFor(net)) ?? [];
     const knit = nameservers.length > 0 ? { nameservers, search: knitResolver([net]).search } : { nameservers: [], search: [] };
     const dns = resultDns(knit, conf.runtimeConfig.dns, conf.dns);
     return { cniVersion: '1.1.0', interfaces, ips, routes, ...(dns ? { dns } : {}) };

@@ -51,10 +51,10 @@ export class LinkReaper {
     return this.pending.size;
   }
 
-  /** Resolves when no retired link holds this name in this namespace (or this link name). */
-  async clear(peer: PeerName, linkName?: string): Promise<void> {
+  /** Resolves when no retired link holds this name in this namespace. */
+  async clear(peer: PeerName): Promise<void> {
     const key = keyOf(peer);
-    while (this.running && ((linkName !== undefined && this.pending.has(linkName)) || [...this.pending.values()].includes(key))) {
+    while (this.running && [...this.pending.values()].includes(key)) {
       await this.running;
     }
   }

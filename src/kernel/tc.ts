@@ -6,7 +6,7 @@
 // (act_police and cls_matchall are often not built; u32, mirred and ifb are.)
 import { invalid } from '../lib/errors.ts';
 import * as C from './netlink/constants.ts';
-import { attrStr, message, nested, parseAttrs, str, u32, attr, type Parsed } from './netlink/message.ts';
+import { attrStr, message, nested, parseAttrs, str, u32, u64, attr, type Parsed } from './netlink/message.ts';
 import { NetlinkError, type NetlinkSocket } from './netlink/socket.ts';
 
 /** The ingress qdisc's fixed handle, ffff:. */
@@ -54,12 +54,6 @@ function tcmsg(index: number, handle: number, parent: number, info = 0): Buffer 
   b.writeUInt32LE(parent >>> 0, 12);
   b.writeUInt32LE(info >>> 0, 16);
   return b;
-}
-
-function u64(type: number, v: number): Buffer {
-  const p = Buffer.alloc(8);
-  p.writeBigUInt64LE(BigInt(v));
-  return attr(type, p);
 }
 
 /**

@@ -5,14 +5,14 @@
 // finds Knit's plugin socket by path (/run/docker/plugins/knit.sock is on the
 // shared filesystem; network namespaces do not hide unix socket files).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KNIT } from '../helpers/daemon.ts';
 import { makeNetns } from '../helpers/netns.ts';
+import { busyboxRootfsTar, dockerdArgs, PLUGIN_DIR, PLUGIN_SOCKET } from '../helpers/dockerd.ts';
 
-export const PLUGIN_DIR = '/run/docker/plugins';
-export const PLUGIN_SOCKET = join(PLUGIN_DIR, 'knit.sock');
+export { PLUGIN_DIR, PLUGIN_SOCKET };
 export const IMAGE = 'knit-busybox:test';
 
 export interface Run {
@@ -126,22 +126,8 @@ export async function startDockerHost(): Promise<DockerHost> {
     },
   };
 
-  dockerd = spawn(
-    'nsenter',
-    [
-      `--net=${nsPath}`,
-      // If the test runner dies before its after() hook, dockerd goes with it.
-      'setpriv', '--pdeathsig', 'TERM',
-      'dockerd',
-      '--data-root', join(dir, 'data'),
-      '--exec-root', join(dir, 'exec'),
-      '--pidfile', join(dir, 'dockerd.pid'),
-      '-H', `unix://${dockerSock}`,
-      '--containerd-namespace', `knit-${ns}`,
-      '--containerd-plugins-namespace', `knit-${ns}-plugins`,
-    ],
-    { env, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  // If the test runner dies before its after() hook, dockerd goes with it (setpriv --pdeathsig).
+  dockerd = spawn('nsenter', dockerdArgs({ nsPath, ns, dir, socket: dockerSock }), { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let dlog = '';
   dockerd.stderr?.on('data', (d: Buffer) => (dlog = (dlog + d.toString()).slice(-4000)));
   await waitFor(() => existsSync(dockerSock) && host.docker('version', '--format', '{{.Server.Version}}').code === 0, () => `dockerd did not start:\n${dlog}`, dockerd);
@@ -154,18 +140,7 @@ export async function startDockerHost(): Promise<DockerHost> {
 
 /** A busybox image without a registry: bin/busybox and its applet links, imported. */
 function buildImage(host: DockerHost, dir: string): void {
-  const root = join(dir, 'rootfs');
-  mkdirSync(join(root, 'bin'), { recursive: true });
-  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p)) as string;
-  copyFileSync(busybox, join(root, 'bin/busybox'));
-  for (const applet of run(busybox, ['--list']).out.split('\n').filter(Boolean)) {
-    if (applet !== 'busybox') symlinkSync('busybox', join(root, 'bin', applet));
-  }
-  mkdirSync(join(root, 'www'));
-  const tar = join(dir, 'rootfs.tar');
-  const t = run('tar', ['-C', root, '-cf', tar, '.']);
-  if (t.code !== 0) throw new Error(`tar: ${t.err}`);
-  host.ok('import', tar, IMAGE);
+  host.ok('import', busyboxRootfsTar(dir, ['www']), IMAGE);
 }
 
 async function waitFor(ready: () => boolean, why: () => string, proc: ChildProcess): Promise<void> {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Timings, SAMPLES_KEPT } from '../../src/agent/metrics.ts';
 import { apiHandler } from '../../src/agent/api.ts';
+import type { CniService } from '../../src/cni/service.ts';
 import { pluginHandler, type Route } from '../../src/docker/server.ts';
 import { networkError } from '../../src/docker/translate.ts';
 import type { Engine } from '../../src/engine/engine.ts';
@@ -97,7 +98,7 @@ describe('recorded by the servers', () => {
   it('the API keeps times under route patterns and serves them at GET /v1/metrics', async () => {
     const timings = new Timings();
     // Neither route used here touches the engine.
-    const ctx = { engine: {} as Engine, status: () => Promise.reject(new Error('unused')), timings };
+    const ctx = { engine: {} as Engine, status: () => Promise.reject(new Error('unused')), timings, cni: {} as CniService };
     await serving(apiHandler(ctx), async (call) => {
       assert.equal((await call('GET', '/v1/version')).status, 200);
       assert.equal((await call('GET', '/v1/version?x=1')).status, 200);

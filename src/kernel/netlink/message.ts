@@ -33,6 +33,12 @@ export function u32(type: number, v: number): Buffer {
   return attr(type, p);
 }
 
+export function u64(type: number, v: number | bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v));
+  return attr(type, b);
+}
+
 export function str(type: number, v: string): Buffer {
   return attr(type, Buffer.from(`${v}\0`, 'utf8'));
 }

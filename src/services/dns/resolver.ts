@@ -46,21 +46,3 @@ export function knitResolver(nets: readonly Network[], serves: (net: Network) =>
 export interface DnsService {
   nameserversFor(net: Network): Promise<string[]>;
 }
-
-const services = new WeakMap<object, DnsService>();
-
-/**
- * Makes `service` the DNS service of `owner` (the daemon's Engine), so code
- * that holds only the engine can wait for its DNS. Returns the undo.
- */
-export function registerDnsService(owner: object, service: DnsService): () => void {
-  services.set(owner, service);
-  return () => {
-    if (services.get(owner) === service) services.delete(owner);
-  };
-}
-
-/** The DNS service running for `owner`, or undefined (no daemon DNS: tests, tools). */
-export function dnsServiceOf(owner: object): DnsService | undefined {
-  return services.get(owner);
-}
