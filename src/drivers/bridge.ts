@@ -9,8 +9,9 @@ import { ownerAlias } from './driver.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
 import { createBridge, createVeth, deleteLink, getLink, setBridgePort, setLink } from '../kernel/link.ts';
 import { addAddress, listAddresses } from '../kernel/addr.ts';
-import { addRoute } from '../kernel/route.ts';
-import { NetlinkSocket } from '../kernel/netlink/socket.ts';
+import type { Route } from '../kernel/route.ts';
+import { configureInterface } from '../kernel/iface.ts';
+import { NetlinkError, NetlinkSocket } from '../kernel/netlink/socket.ts';
 import { openNetnsFd, closeFd } from '../kernel/netns.ts';
 import { setSysctl } from '../kernel/sysctl.ts';
 import { macFromId } from '../kernel/mac.ts';
@@ -58,33 +59,24 @@ export const bridgeDriver: NetworkDriver = {
     const br = getLink(host.nl, bridgeName(net));
     if (!br) throw new KnitError('internal', `bridge ${bridgeName(net)} of network ${net.name} is missing`);
     const hostIf = ep.hostIfname as string;
-    const existing = getLink(host.nl, hostIf);
-    if (existing && existing.alias !== ownerAlias('ep', ep.id)) deleteLink(host.nl, existing.index);
     if (ep.hostPeer) {
+      const existing = getLink(host.nl, hostIf);
+      if (existing && existing.alias !== ownerAlias('ep', ep.id)) deleteLink(host.nl, existing.index);
       await attachHostPeer(host, net, br.index, ep, existing !== undefined && existing.alias === ownerAlias('ep', ep.id));
       return;
     }
-    const peerOk = existing && existing.alias === ownerAlias('ep', ep.id) && sandboxHas(sb, ep);
-    if (!peerOk) {
-      if (existing) deleteLink(host.nl, hostIf);
-      // A link retired moments ago may still hold this name in the sandbox (a quick DEL then ADD).
-      await host.reaper.clear({ netnsPath: sb.netnsPath, ifname: ep.ifname });
-      const nsfd = openNetnsFd(sb.netnsPath);
-      try {
-        createVeth(host.nl, {
-          name: hostIf,
-          peerName: ep.ifname,
-          peerNetnsFd: nsfd,
-          peerMac: ep.mac,
-          mtu: net.mtu,
-          master: br.index,
-          up: true,
-          alias: ownerAlias('ep', ep.id),
-        });
-      } catch (err) {
-        throw new KnitError('internal', `creating veth ${hostIf} for ${sb.name} on ${net.name}: ${messageOf(err)}`, { cause: err });
-      } finally {
-        closeFd(nsfd);
+    // A link retired moments ago may still hold this name in the sandbox (a quick DEL then ADD).
+    await host.reaper.clear({ netnsPath: sb.netnsPath, ifname: ep.ifname });
+    // The usual case is a name nobody holds: create first, and look at what is
+    // there only when the kernel says the name is taken (a retried attach).
+    if (!tryCreateVeth(host, net, sb, ep, br.index)) {
+      const existing = getLink(host.nl, hostIf);
+      const peerOk = existing && existing.alias === ownerAlias('ep', ep.id) && sandboxHas(sb, ep);
+      if (!peerOk) {
+        if (existing) deleteLink(host.nl, existing.index);
+        if (!tryCreateVeth(host, net, sb, ep, br.index)) {
+          throw new KnitError('conflict', `veth ${hostIf} for ${sb.name} on ${net.name}: the name, or ${ep.ifname} in the sandbox, is taken`);
+        }
       }
     }
     const link = getLink(host.nl, hostIf);
@@ -94,8 +86,9 @@ export const bridgeDriver: NetworkDriver = {
     // Hairpin lets a sandbox reach itself through its own published port.
     setBridgePort(host.nl, link.index, { isolated: !net.icc, hairpin: true });
     applyBandwidth(host, ep, link);
-    configureSandbox(net, sb, ep);
-    announce(sb.netnsPath, ep.ifname, ep);
+    configureSandbox(net, sb, ep, link.peerIndex);
+    // Best effort, and not needed for the reply: it goes out right after it.
+    setImmediate(() => announce(sb.netnsPath, ep.ifname, ep));
   },
 
   detach(host, _net, sb, ep) {
@@ -146,7 +139,8 @@ async function attachHostPeer(host: Host, net: Network, brIndex: number, ep: End
   applyBandwidth(host, ep, link);
   // The container end has no address yet: announce from the bridge, so that
   // peers replace a neighbour entry left by an earlier holder of the address.
-  announce(host.netnsPath, bridgeName(net), ep);
+  // Best effort, and not needed for the reply: it goes out right after it.
+  setImmediate(() => announce(host.netnsPath, bridgeName(net), ep));
 }
 
 /** Gratuitous ARP / unsolicited NA for the endpoint's addresses; best effort. */
@@ -161,24 +155,61 @@ function announce(netnsPath: string, ifname: string, ep: Endpoint): void {
   }
 }
 
-/** Addresses, routes and link state inside the sandbox, in one netlink batch where possible. */
-function configureSandbox(net: Network, sb: Sandbox, ep: Endpoint): void {
+/**
+ * The veth with its sandbox end born inside the sandbox's namespace; false
+ * when a name is taken (EEXIST), so the caller can look at what holds it.
+ */
+function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, master: number): boolean {
+  const hostIf = ep.hostIfname as string;
+  const nsfd = openNetnsFd(sb.netnsPath);
+  try {
+    createVeth(host.nl, {
+      name: hostIf,
+      peerName: ep.ifname,
+      peerNetnsFd: nsfd,
+      peerMac: ep.mac,
+      mtu: net.mtu,
+      master,
+      up: true,
+      alias: ownerAlias('ep', ep.id),
+    });
+    return true;
+  } catch (err) {
+    if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
+    throw new KnitError('internal', `creating veth ${hostIf} for ${sb.name} on ${net.name}: ${messageOf(err)}`, { cause: err });
+  } finally {
+    closeFd(nsfd);
+  }
+}
+
+/**
+ * Addresses, link state and routes inside the sandbox, in one netlink batch.
+ * `peerIndex`: the sandbox end's ifindex as the host end reports it (saves a lookup).
+ */
+function configureSandbox(net: Network, sb: Sandbox, ep: Endpoint, peerIndex: number | undefined): void {
   const s = NetlinkSocket.open(sb.netnsPath);
   try {
-    const link = getLink(s, ep.ifname);
-    if (!link) throw new KnitError('internal', `interface ${ep.ifname} did not appear in sandbox ${sb.name}`);
-    if (ep.ipv4) addAddress(s, link.index, ep.ipv4);
-    if (ep.ipv6) addAddress(s, link.index, ep.ipv6, { noDad: true });
-    setLink(s, link.index, { up: true });
-    setLink(s, 'lo', { up: true });
+    const index = peerIndex ?? getLink(s, ep.ifname)?.index;
+    if (index === undefined) throw new KnitError('internal', `interface ${ep.ifname} did not appear in sandbox ${sb.name}`);
+    const routes: Route[] = [];
     if (ep.defaultRoute && !net.internal) {
       for (const sub of net.subnets) {
         if (!sub.gateway) continue;
         const family = sub.gateway.includes(':') ? 6 : 4;
         if ((family === 4 && !ep.ipv4) || (family === 6 && !ep.ipv6)) continue;
-        addRoute(s, { family, dst: 'default', gateway: sub.gateway, oif: link.index });
+        routes.push({ family, dst: 'default', gateway: sub.gateway, oif: index });
       }
     }
+    configureInterface(s, {
+      index,
+      addresses: [...(ep.ipv4 ? [{ cidr: ep.ipv4 }] : []), ...(ep.ipv6 ? [{ cidr: ep.ipv6, noDad: true }] : [])],
+      up: true,
+      loopbackUp: true,
+      routes,
+    });
+  } catch (err) {
+    if (err instanceof KnitError) throw err;
+    throw new KnitError('internal', `configuring ${ep.ifname} in sandbox ${sb.name}: ${messageOf(err)}`, { cause: err });
   } finally {
     s.close();
   }

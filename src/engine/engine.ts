@@ -5,6 +5,7 @@
 // reconcile() on the next start.
 import { EventEmitter } from 'node:events';
 import { mkdirSync, rmSync } from 'node:fs';
+import { mkdir as mkdirAsync } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/store.ts';
 import type { Host } from './host.ts';
@@ -30,7 +31,7 @@ import { driverFor } from '../drivers/index.ts';
 import { networkView, sandboxView, endpointView } from './views.ts';
 import { planNetwork, requestedPools } from './plan-network.ts';
 import { Ipam } from '../ipam/ipam.ts';
-import { createNetns, deleteNetns, isNetns } from '../kernel/netns.ts';
+import { createNetns, deleteNetns, isNetns, keepSpareNetns, prepareNetnsTarget } from '../kernel/netns.ts';
 import { macFromIPv4, randomMac } from '../kernel/mac.ts';
 import { parsePublish, checkHostPortFree } from '../services/ports.ts';
 import { familyOf, parsePrefix } from '../lib/ip.ts';
@@ -52,12 +53,14 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Directory for /etc/netns-style per-sandbox files (resolv.conf, hosts). */
   readonly etcNetnsDir: string;
 
-  constructor(store: Store, host: Host, opts: { etcNetnsDir?: string } = {}) {
+  constructor(store: Store, host: Host, opts: { etcNetnsDir?: string; /** Namespaces kept made ahead (0: none). */ spareNetns?: number } = {}) {
     super();
     this.state = new State(store);
     this.host = host;
     this.ipam = new Ipam(store);
     this.etcNetnsDir = opts.etcNetnsDir ?? '/etc/netns';
+    // One namespace made ahead: a sandbox create takes it and the next is made after the reply.
+    keepSpareNetns(opts.spareNetns ?? 1);
   }
 
   // ---- lookups -----------------------------------------------------------
@@ -222,25 +225,49 @@ export class Engine extends EventEmitter<EngineEvents> {
         throw conflict(`a network namespace already exists at ${sb.netnsPath}; remove it (ip netns del ${sb.name}) or choose another sandbox name`, 'name');
       }
       await this.state.putSandbox(sb, true);
+      const attaches = req.networks ?? [];
+      // File creates (the netns mount point, the /etc/netns dir) cost most of
+      // a millisecond on some filesystems: they run on the libuv pool while
+      // the first attach allocates and records, and are awaited before the
+      // kernel work that needs them. Both are removed with the sandbox.
+      const prepared = sb.ownsNetns ? this.prepareFiles(sb, attaches.length > 0) : undefined;
+      let netnsMade = !sb.ownsNetns;
+      const makeNetns = async (): Promise<void> => {
+        if (netnsMade) return;
+        await prepared;
+        createNetns(sb.netnsPath);
+        netnsMade = true;
+      };
       const made: Endpoint[] = [];
       try {
-        if (sb.ownsNetns) createNetns(sb.netnsPath);
-        const attaches = req.networks ?? [];
         for (const [i, a] of attaches.entries()) {
           const net = await this.network(a.network);
-          made.push(await this.attach(net, sb, { ...a, sandbox: sb.name }, i === 0 && a.defaultRoute !== false));
+          made.push(await this.attach(net, sb, { ...a, sandbox: sb.name }, i === 0 && a.defaultRoute !== false, makeNetns));
         }
+        await makeNetns();
         await this.state.putSandbox({ ...sb, state: 'ready' });
       } catch (err) {
         await this.undo(`sandbox ${sb.name}`, [
           ...made.reverse().map((ep) => () => this.removeEndpointLocked(ep, sb)),
-          () => (sb.ownsNetns ? deleteNetns(sb.netnsPath) : undefined),
+          async () => {
+            if (!sb.ownsNetns) return;
+            await prepared?.catch(() => undefined); // a create still in flight would outlive the delete
+            deleteNetns(sb.netnsPath);
+            rmSync(join(this.etcNetnsDir, sb.name), { recursive: true, force: true });
+          },
           () => this.state.deleteSandbox(sb.name),
         ]);
         throw err;
       }
       return this.inspectSandbox(sb.name);
     });
+  }
+
+  /** The netns mount point and, when the sandbox will have endpoints, its /etc/netns dir (DNS writes there on endpoint-up). */
+  private async prepareFiles(sb: Sandbox, withEtc: boolean): Promise<void> {
+    const etc = withEtc ? mkdirAsync(join(this.etcNetnsDir, sb.name), { recursive: true, mode: 0o755 }) : undefined;
+    const target = prepareNetnsTarget(sb.netnsPath);
+    await Promise.all([target, etc]);
   }
 
   private async planSandbox(req: SandboxCreate): Promise<Sandbox> {
@@ -387,7 +414,14 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   /** Attach inside the mutex: allocate, record pending, realize, mark ready; undo on failure. */
-  private async attach(net: Network, sb: Sandbox, req: ConnectRequest, defaultRoute: boolean): Promise<Endpoint> {
+  private async attach(
+    net: Network,
+    sb: Sandbox,
+    req: ConnectRequest,
+    defaultRoute: boolean,
+    /** Runs after the endpoint is recorded, before the kernel work (createSandbox makes the netns here). */
+    beforeKernel?: () => Promise<void>,
+  ): Promise<Endpoint> {
     const all = await this.state.endpoints();
     const mine = all.filter((e) => e.sandboxId === sb.id);
     const prior = mine.find((e) => e.networkId === net.id);
@@ -449,6 +483,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       ep.mac = req.mac ? req.mac.toLowerCase() : ep.ipv4 ? macFromIPv4(ep.ipv4.split('/')[0] as string) : randomMac();
       await this.state.putEndpoint(ep);
       for (const p of mappings) checkHostPortFree(p.proto, p.hostPort, p.hostIP);
+      await beforeKernel?.();
       await driver.attach(this.host, net, sb, ep);
       if (mappings.length) this.host.firewall.addPorts(firewallPorts(ep));
       const ready: Endpoint = { ...ep, state: 'ready' };

@@ -6,6 +6,7 @@ export * from './mac.ts';
 export * from './link.ts';
 export * from './addr.ts';
 export * from './route.ts';
+export * from './iface.ts';
 export * from './neigh.ts';
 export * from './arp.ts';
 export { NetlinkSocket, NetlinkError, withSocket, type Request } from './netlink/socket.ts';

@@ -7,6 +7,7 @@
 // window itself must never await. If switching back fails the process aborts:
 // a main thread stuck in a container netns would corrupt everything after.
 import { existsSync, mkdirSync, readFileSync, rmSync, stat } from 'node:fs';
+import { open as openAsync } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import * as libc from './libc.ts';
 
@@ -126,6 +127,66 @@ function makeSharedDir(dir: string): void {
   }
 }
 
+/** Shared directories made shared once per process: a mount call per sandbox is wasted. */
+const sharedDirs = new Set<string>();
+
+/**
+ * Creates the empty file createNetns mounts onto, on the libuv pool: on some
+ * filesystems a create costs most of a millisecond, which can overlap other
+ * work of the same request. createNetns makes it itself when this was not
+ * called; a caller that gives up must await this before deleteNetns, or the
+ * file may appear after it was removed.
+ */
+export async function prepareNetnsTarget(path: string): Promise<void> {
+  if (!sharedDirs.has(dirname(path))) {
+    makeSharedDir(dirname(path));
+    sharedDirs.add(dirname(path));
+  }
+  const fh = await openAsync(path, libc.O_RDONLY | libc.O_CREAT | libc.O_CLOEXEC, 0);
+  await fh.close();
+}
+
+// Spare namespaces: unshare(CLONE_NEWNET) costs most of a millisecond of
+// kernel time, so a process that makes many keeps a few made ahead, held by
+// fd only: no mount and no file, so nothing else sees them, and a crash
+// closes the fds and the kernel frees them.
+const spares: number[] = [];
+let sparesWanted = 0;
+let refillScheduled = false;
+
+/**
+ * Keeps `n` namespaces made ahead for createNetns (0 stops and frees them).
+ * They are made after the current turn of the event loop, off the path of
+ * the request that used one.
+ */
+export function keepSpareNetns(n: number): void {
+  sparesWanted = Math.max(0, Math.floor(n));
+  while (spares.length > sparesWanted) libc.close(spares.pop() as number);
+  scheduleRefill();
+}
+
+/** How many made-ahead namespaces are held now (tests). */
+export function spareNetnsCount(): number {
+  return spares.length;
+}
+
+function scheduleRefill(): void {
+  if (refillScheduled || spares.length >= sparesWanted) return;
+  refillScheduled = true;
+  setImmediate(() => {
+    refillScheduled = false;
+    // A window never spans an await, so none is open here; check all the same.
+    if (depth !== 0) return scheduleRefill();
+    while (spares.length < sparesWanted) {
+      if (libc.unshare(libc.CLONE_NEWNET) !== 0) return; // createNetns will unshare itself and report it
+      const fd = libc.open('/proc/thread-self/ns/net', libc.O_RDONLY | libc.O_CLOEXEC, 0);
+      switchBack(originFd);
+      if (fd < 0) return;
+      spares.push(fd);
+    }
+  }).unref();
+}
+
 /** A new netns bind-mounted at `path`, like `ip netns add`. Keeps an existing one. */
 export function createNetns(path: string): void {
   if (isNetns(path)) return;
@@ -135,6 +196,16 @@ export function createNetns(path: string): void {
   if (fd < 0) throw libc.sysError(`create ${path}`);
   libc.close(fd);
   if (depth !== 0) throw new Error('createNetns: not allowed inside a withNetns window');
+  const spare = spares.pop();
+  if (spare !== undefined) {
+    scheduleRefill();
+    const ok = libc.mount(`/proc/self/fd/${spare}`, path, 'none', libc.MS_BIND, null) === 0;
+    const err = ok ? undefined : libc.sysError(`mount --bind netns onto ${path}`);
+    libc.close(spare);
+    if (err === undefined) return;
+    rmSync(path, { force: true });
+    throw err;
+  }
   if (libc.unshare(libc.CLONE_NEWNET) !== 0) {
     const err = libc.sysError('unshare(CLONE_NEWNET)');
     rmSync(path, { force: true });

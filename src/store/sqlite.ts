@@ -5,7 +5,10 @@
 // synchronous=NORMAL skips the fsync per commit (0.3 ms, paid several times
 // per attach): a power loss may drop the last commits, but never corrupts,
 // and after a reboot the kernel state those commits described is gone too,
-// so reconcile rebuilds from what remains. Readers in other processes (the CLI) are never
+// so reconcile rebuilds from what remains. The one fsync left is the WAL
+// checkpoint's (~20 ms here); SQLite would run it inside whichever commit
+// crosses 1000 pages, stalling that request, so it runs instead once writes
+// pause (or inline, when the WAL grows past a bound under sustained load). Readers in other processes (the CLI) are never
 // blocked under WAL; writers in other processes wait up to busy_timeout.
 //
 // Watch needs history (etcd's "watch from revision R"), so each change is
@@ -25,7 +28,12 @@ export interface SqliteStoreOptions {
   pollIntervalMs?: number;
   /** How many revisions of history a watch can start from. */
   historyRevisions?: number;
+  /** The checkpoint runs this long after the last commit, in ms. */
+  checkpointIdleMs?: number;
 }
+
+/** WAL pages past which a commit checkpoints inline rather than waiting for a pause (~16 MiB). */
+const WAL_PAGES_BOUND = 4000;
 
 interface KVRow {
   key: string;
@@ -101,15 +109,20 @@ export class SqliteStore implements Store {
   private pollTimer: NodeJS.Timeout | undefined;
   private deliveryScheduled = false;
   private closed = false;
+  private readonly checkpointIdleMs: number;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  /** Commits since the last checkpoint; pages are ~4 per commit. */
+  private uncheckpointed = 0;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
     this.historyRevisions = options.historyRevisions ?? 10_000;
     this.pollIntervalMs = options.pollIntervalMs ?? 100;
+    this.checkpointIdleMs = options.checkpointIdleMs ?? 200;
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       this.db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
-      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
+      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;');
       this.db.exec(`BEGIN IMMEDIATE; ${SCHEMA} COMMIT;`);
     } catch (err) {
       throw new KnitError('unavailable', `cannot open the store at ${path}: ${messageOf(err)}`, { cause: err });
@@ -170,7 +183,35 @@ export class SqliteStore implements Store {
       throw new KnitError('unavailable', `store transaction failed at ${this.path}: ${messageOf(err)}`, { cause: err });
     }
     if (result.ok) this.scheduleDelivery();
+    this.afterCommit();
     return result;
+  }
+
+  /** Runs the WAL checkpoint now (the idle timer does it otherwise). */
+  checkpoint(): void {
+    if (this.checkpointTimer !== undefined) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    this.uncheckpointed = 0;
+    if (this.closed) return;
+    try {
+      // PASSIVE: never waits for another process's reader or writer; what it cannot copy now, a later one does.
+      this.db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+    } catch {
+      // Busy or failed: the WAL keeps the data, and the next checkpoint retries.
+    }
+  }
+
+  private afterCommit(): void {
+    this.uncheckpointed += 1;
+    if (this.uncheckpointed * 4 >= WAL_PAGES_BOUND) {
+      this.checkpoint();
+      return;
+    }
+    if (this.checkpointTimer !== undefined) this.checkpointTimer.refresh();
+    else {
+      this.checkpointTimer = setTimeout(() => this.checkpoint(), this.checkpointIdleMs);
+      this.checkpointTimer.unref();
+    }
   }
 
   watch(
@@ -203,6 +244,8 @@ export class SqliteStore implements Store {
     for (const w of this.watchers) w.cancelled = true;
     this.watchers.clear();
     if (this.pollTimer !== undefined) clearInterval(this.pollTimer);
+    if (this.checkpointTimer !== undefined) clearTimeout(this.checkpointTimer);
+    // The last connection's close checkpoints the WAL into the database.
     this.db.close();
   }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readlinkSync, rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { createNetns, currentNetnsPath, deleteNetns, isNetns, withNetns } from '../../src/kernel/netns.ts';
+import { createNetns, currentNetnsPath, deleteNetns, isNetns, keepSpareNetns, prepareNetnsTarget, spareNetnsCount, withNetns } from '../../src/kernel/netns.ts';
 import { makeNetns, sh, uniqueName } from '../helpers/netns.ts';
 
 const nsId = (path: string): string => readlinkSync(path);
@@ -17,6 +17,39 @@ describe('netns', { skip: process.getuid?.() !== 0 }, () => {
       // never mounted
     }
     rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('takes a namespace made ahead: distinct, working, and never the same twice', async () => {
+    keepSpareNetns(1);
+    try {
+      await new Promise((r) => setImmediate(r));
+      assert.equal(spareNetnsCount(), 1);
+      const a = `${tmp}/netns/spare-a`;
+      const b = `${tmp}/netns/spare-b`;
+      await prepareNetnsTarget(a);
+      assert.ok(existsSync(a) && !isNetns(a), 'the prepared target is a plain file until createNetns');
+      createNetns(a);
+      assert.equal(spareNetnsCount(), 0);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(spareNetnsCount(), 1, 'refilled after the turn');
+      createNetns(b);
+      assert.ok(isNetns(a) && isNetns(b));
+      const ida = withNetns(a, () => nsId('/proc/thread-self/ns/net'));
+      const idb = withNetns(b, () => nsId('/proc/thread-self/ns/net'));
+      assert.notEqual(ida, idb);
+      assert.notEqual(ida, own);
+      assert.equal(nsId('/proc/thread-self/ns/net'), own);
+      // A fresh namespace: only a loopback, down.
+      const links = sh('nsenter', [`--net=${a}`, 'ip', '-o', 'link']).trim().split('\n');
+      assert.equal(links.length, 1);
+      assert.match(links[0] as string, /lo:.*state DOWN/);
+      deleteNetns(a);
+      deleteNetns(b);
+      assert.ok(!existsSync(a) && !existsSync(b));
+    } finally {
+      keepSpareNetns(0);
+    }
+    assert.equal(spareNetnsCount(), 0);
   });
 
   it('creates and deletes a netns under a private directory, idempotently', () => {

@@ -154,6 +154,16 @@ export class NetlinkSocket {
     if (err !== undefined) throw err;
   }
 
+  /**
+   * Several requests in one datagram, each acked; returns every request's
+   * failure by position (undefined: done), so a caller can accept some
+   * (EEXIST on a retried step) without a round trip per request.
+   */
+  batchSettled(reqs: Request[]): (NetlinkError | undefined)[] {
+    if (reqs.length === 0) return [];
+    return this.exchange(reqs, NLM_F_ACK).errors;
+  }
+
   /** A request answered by data messages (a get with ACK, or a dump). */
   query(msg: Buffer, op: string): Parsed[] {
     const ex = this.exchange([{ msg, op }], NLM_F_ACK);
