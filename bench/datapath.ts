@@ -2,6 +2,7 @@
 // latency (sockperf ping-pong) between two sandboxes on a Knit bridge network,
 // beside a bare veth pair (the floor) and a bare Linux bridge built with `ip`,
 // each in namespaces of its own. CPU cost per Gbit/s from /proc/stat.
+import { spawnSync } from 'node:child_process';
 import type { Benchmark, Report, Stat, Target } from './lib/types.ts';
 import { startBenchHost } from './lib/host.ts';
 import { ipIn, makeNetns, RUN_TAG } from './lib/netns.ts';
@@ -15,6 +16,14 @@ interface Pair {
   client: string;
   server: string;
   serverIp: string;
+  /** The namespace holding the bridge (the client's for a veth pair). */
+  host: string;
+}
+
+/** net.bridge.bridge-nf-call-iptables in a namespace: '1', '0', or 'absent' (no br_netfilter). */
+function brnf(nsPath: string): string {
+  const r = spawnSync('nsenter', [`--net=${nsPath}`, 'cat', '/proc/sys/net/bridge/bridge-nf-call-iptables'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : 'absent';
 }
 
 /** Two namespaces joined by one veth pair: nothing between them. */
@@ -26,7 +35,7 @@ function vethPair(): Pair {
   ipIn(b.name, 'addr', 'add', '10.84.0.2/24', 'dev', 'eth0');
   ipIn(a.name, 'link', 'set', 'eth0', 'up');
   ipIn(b.name, 'link', 'set', 'eth0', 'up');
-  return { client: a.path, server: b.path, serverIp: '10.84.0.2' };
+  return { client: a.path, server: b.path, serverIp: '10.84.0.2', host: a.path };
 }
 
 /** A host namespace with a Linux bridge and two namespaces on it: no firewall, no NAT. */
@@ -44,7 +53,7 @@ function bareBridge(): Pair {
     ipIn(s.name, 'route', 'add', 'default', 'via', '10.85.0.1');
     return s.path;
   });
-  return { client: ends[0]!, server: ends[1]!, serverIp: '10.85.0.3' };
+  return { client: ends[0]!, server: ends[1]!, serverIp: '10.85.0.3', host: h.path };
 }
 
 /** Two sandboxes on a Knit bridge network, made through the daemon's API. */
@@ -56,7 +65,7 @@ async function knitPair(): Promise<Pair> {
   for (const name of names) views.push(await h.call('POST', '/v1/sandboxes', { name, networks: [{ network: 'dp' }] }));
   const ip = views[1]!.endpoints[0]?.ipv4?.split('/')[0];
   if (!ip) throw new Error('the server sandbox has no IPv4 address');
-  return { client: views[0]!.netnsPath, server: views[1]!.netnsPath, serverIp: ip };
+  return { client: views[0]!.netnsPath, server: views[1]!.netnsPath, serverIp: ip, host: h.nsPath };
 }
 
 const SUBJECTS = ['Knit bridge', 'bare bridge', 'veth pair (floor)'];
@@ -120,7 +129,8 @@ const bench: Benchmark = {
       ? `Latency: sockperf ping-pong over TCP, ${Math.min(seconds, 5)} s per run; sockperf reports half the round trip; the cell is the median of the runs' medians.`
       : `Latency: ping -i 0.01, half the mean rtt (sockperf missing: ${sockperf.missing}).`);
     notes.push('CPU: busy share of all cores from /proc/stat over each iperf3 run (client, server and kernel together), as % of one core per Gbit/s.');
-    notes.push('Knit\'s pair: two sandboxes on a Knit bridge network made through the daemon API (its `inet knit` nftables table in the host namespace: forward filter, masquerade, port maps). The bare bridge: `ip link add type bridge` with no nftables at all. The floor: one veth pair, no bridge.');
+    notes.push('Knit\'s pair: two sandboxes on a Knit bridge network made through the daemon API (its `inet knit` nftables table in the host namespace: forward filter, masquerade, port maps; and `table bridge knit`, which keeps frames bridged between its ports out of conntrack). The bare bridge: `ip link add type bridge` with no nftables at all. The floor: one veth pair, no bridge.');
+    notes.push(`Like with like: each subject in namespaces of its own, MTU 1500, veths with the kernel's default offloads and queues, no qdisc. br_netfilter: bridge-nf-call-iptables=${brnf(pairs[0]!.host)} in Knit's host namespace and ${brnf(pairs[1]!.host)} in the bare bridge's (per namespace; 1 wherever br_netfilter is built in or Docker loaded it): both bridges hand bridged IPv4 frames to the inet hooks, but only Knit's namespace has any (conntrack, NAT, its forward chain), so the gap measures that, with the bare bridge as the floor a firewall-less host would get. Knit's ports also have hairpin on.`);
     notes.push('Issue 6 quotes about 17 Gbit/s (4 streams) and 13 Gbit/s (single stream) for a bare bridge on this machine.');
     if (quick) notes.push('Quick run: 2 s per run and one repetition, too short to judge 3% and 5% targets; they are not judged.');
 

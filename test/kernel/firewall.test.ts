@@ -105,7 +105,8 @@ const pinned: PortMapping = { proto: 'tcp', hostIP: '192.0.2.1', hostPort: 8081,
 function addSandbox(bridge: string, addrs: string[], gw4: string, gw6?: string): string {
   const ns = makeNetns().name;
   noDad(ns);
-  const host = uniqueName('kv');
+  // Named as Knit names its ports (`kn…`): the bridge table's notrack rule keys on that.
+  const host = uniqueName('kn');
   ipIn(H, 'link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
   ipIn(H, 'link', 'set', host, 'master', bridge, 'up');
   for (const a of addrs) ipIn(ns, 'addr', 'add', a, 'dev', 'eth0', 'nodad');
@@ -241,6 +242,35 @@ test('published ports: from outside, the host (own address and 127.0.0.1), hairp
   fw.removePorts([dns]);
   // The internal network cannot use published ports either.
   assertBlocked(S4, '10.3.0.1', 8080);
+});
+
+test('bridged frames skip conntrack; frames to the gateway are tracked', { skip }, () => {
+  // A probe after conntrack (priority -200) and before NAT counts what it saw.
+  sh('ip', ['netns', 'exec', H, 'nft', '-f', '-'], [
+    'table inet probe {',
+    '  chain p {',
+    '    type filter hook prerouting priority -150; policy accept;',
+    '    ip saddr 10.1.0.3 ip daddr 10.1.0.2 ct state untracked counter',
+    '    ip saddr 10.1.0.3 ip daddr 10.1.0.2 ct state != untracked counter',
+    '    ip saddr 10.1.0.3 ip daddr 10.1.0.1 ct state != untracked counter',
+    '  }',
+    '}',
+  ].join('\n'));
+  fw.addPorts([web]);
+  try {
+    assert.equal(connect(S2, '10.1.0.2'), 'from 10.1.0.3');
+    assert.equal(connect(S2, '10.1.0.1', 8080), 'from 10.1.0.1');
+    const listing = JSON.parse(inNs(H, 'nft', '-j', 'list', 'chain', 'inet', 'probe', 'p')) as {
+      nftables: { rule?: { expr: { counter?: { packets: number } }[] } }[];
+    };
+    const counts = listing.nftables.flatMap((i) => (i.rule ? [i.rule.expr.find((e) => e.counter)?.counter?.packets ?? -1] : []));
+    assert.ok(counts[0]! > 0, `bridged S2 -> S1 should be untracked: ${counts.join(' ')}`);
+    assert.equal(counts[1], 0, `bridged S2 -> S1 should never be tracked: ${counts.join(' ')}`);
+    assert.ok(counts[2]! > 0, `S2 -> the gateway's published port should be tracked: ${counts.join(' ')}`);
+  } finally {
+    fw.removePorts([web]);
+    inNs(H, 'nft', 'delete', 'table', 'inet', 'probe');
+  }
 });
 
 test('ports: adds and deletes are idempotent; a taken host port is a conflict', { skip }, () => {

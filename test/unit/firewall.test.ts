@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KnitError } from '../../src/lib/errors.ts';
-import { mapElement, networkElements, rulesetText } from '../../src/services/firewall/ruleset.ts';
+import { bridgeRulesetText, mapElement, networkElements, rulesetText } from '../../src/services/firewall/ruleset.ts';
 import type { FirewallState } from '../../src/services/firewall/types.ts';
 
 const state: FirewallState = {
@@ -122,4 +122,13 @@ test('ruleset: bad input names the field', () => {
   assert.deepEqual(networkElements({ bridge: 'kn0', subnets: ['10.1.0.1/24'], internal: false, masquerade: true }).nat4, [
     '10.1.0.0/24 . "kn0"',
   ]);
+});
+
+test('ruleset: the bridge table untracks frames bridged between Knit ports only', () => {
+  const l = lines(bridgeRulesetText());
+  assert.deepEqual(l.slice(0, 3), ['table bridge knit', 'delete table bridge knit', 'table bridge knit {']);
+  // Before br_netfilter (priority 0) hands the frame to the inet hooks and conntrack.
+  assert.ok(l.includes('type filter hook prerouting priority -300; policy accept;'));
+  assert.ok(l.includes('meta pkttype other iifname "kn*" notrack'));
+  assert.equal(lines(bridgeRulesetText('knit2'))[1], 'delete table bridge knit2');
 });

@@ -12,6 +12,8 @@ import type { Nft } from '../../kernel/nft.ts';
 import { NftError } from '../../kernel/nft.ts';
 import { canonicalIP } from '../../lib/ip.ts';
 import {
+  BRIDGE_CHAINS,
+  bridgeRulesetText,
   CHAINS,
   MAPS,
   mapElement,
@@ -43,6 +45,12 @@ export class Firewall {
    */
   #published = new Map<string, string>();
 
+  /**
+   * False once the kernel refused `table bridge` (no nf_tables bridge
+   * family): bridged frames are then tracked, as before it existed.
+   */
+  #bridgeTable = true;
+
   constructor(nft: Nft, options?: { table?: string }) {
     this.#nft = nft;
     this.table = options?.table ?? TABLE;
@@ -51,17 +59,40 @@ export class Firewall {
   /** Replaces the whole table with exactly this state, in one transaction. */
   ensure(state: FirewallState): void {
     this.#nft.run(rulesetText(state, this.table));
+    // Only a speed-up (see BRIDGE_CHAINS): its absence changes no verdict.
+    try {
+      this.#nft.run(bridgeRulesetText(this.table));
+      this.#bridgeTable = true;
+    } catch (err) {
+      if (!(err instanceof NftError)) throw err;
+      this.#bridgeTable = false;
+    }
     this.#published.clear();
     for (const e of state.ports.map(mapElement)) this.#published.set(slot(e), e.value);
   }
 
-  /** True when the table exists with all its sets, maps and chains (rules counted). */
+  /**
+   * True when the inet table exists with all its sets, maps and chains (rules
+   * counted), and so does the bridge table unless the kernel refused it.
+   */
   isPresent(): boolean {
+    const inet = this.#contents('inet');
+    if (inet === undefined) return false;
+    const complete =
+      [...Object.keys(SETS), ...Object.keys(MAPS)].every((s) => inet.sets.has(s)) &&
+      Object.entries(CHAINS).every(([name, c]) => inet.rules.get(name) === c.rules.length);
+    if (!complete || !this.#bridgeTable) return complete;
+    const bridge = this.#contents('bridge');
+    return bridge !== undefined && Object.entries(BRIDGE_CHAINS).every(([name, c]) => bridge.rules.get(name) === c.rules.length);
+  }
+
+  /** Set and map names, and rules per chain, of one of Knit's tables; undefined when absent. */
+  #contents(family: 'inet' | 'bridge'): { sets: Set<string>; rules: Map<string, number> } | undefined {
     let listing: unknown;
     try {
-      listing = this.#nft.list(`table inet ${this.table}`);
+      listing = this.#nft.list(`table ${family} ${this.table}`);
     } catch (err) {
-      if (isAbsent(err)) return false;
+      if (isAbsent(err)) return undefined;
       throw err;
     }
     const items = (listing as { nftables?: Record<string, { name?: string; chain?: string }>[] }).nftables ?? [];
@@ -74,10 +105,7 @@ export class Firewall {
       const chain = item.rule?.chain;
       if (chain !== undefined) rules.set(chain, (rules.get(chain) ?? 0) + 1);
     }
-    return (
-      [...Object.keys(SETS), ...Object.keys(MAPS)].every((s) => sets.has(s)) &&
-      Object.entries(CHAINS).every(([name, c]) => rules.get(name) === c.rules.length)
-    );
+    return { sets, rules };
   }
 
   addNetwork(n: FirewallNetwork): void {

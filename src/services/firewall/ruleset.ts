@@ -2,11 +2,16 @@
 // sets/maps that carry everything that grows with networks and published
 // ports. After the one atomic load, Knit only adds and deletes elements.
 //
-// Why no `table bridge knit`: isolation is between bridges, i.e. routed
-// traffic, which the inet forward hook sees. Traffic inside one bridge never
-// reaches inet hooks, except when br_netfilter is loaded (Docker loads it
-// and sets bridge-nf-call-iptables=1): then it passes the inet forward hook
-// with iifname == oifname == the bridge, which the `same_bridge` set accepts.
+// Isolation is between bridges, i.e. routed traffic, which the inet forward
+// hook sees. Traffic inside one bridge never reaches inet hooks, except when
+// br_netfilter is loaded (Docker loads it and sets bridge-nf-call-iptables=1;
+// on kernels with it built in every namespace starts with it on): then it
+// passes the inet hooks with iifname == oifname == the bridge, and the
+// forward chain's `same_bridge` set accepts it. The per-bridge option
+// IFLA_BR_NF_CALL_IPTABLES=0 cannot opt a bridge out: the kernel ORs it with
+// the sysctl. So `table bridge knit` (BRIDGE_CHAINS) at least keeps those
+// frames out of conntrack: they need no NAT and no state, and conntrack was
+// about half of what the inet table added per bridged packet (issue #6).
 import { invalid } from '../../lib/errors.ts';
 import { canonicalIP, familyOf, formatPrefix, parsePrefix } from '../../lib/ip.ts';
 import type { Family } from '../../lib/ip.ts';
@@ -97,6 +102,28 @@ export const CHAINS: Record<string, { hook?: string; rules: string[] }> = {
       'iifname @bridges oifname @bridges drop',
       'oifname @nat_bridges drop',
     ],
+  },
+};
+
+/**
+ * Host ends of Knit's veths: `kn` + 11 hex (hostIfnameFor in src/engine/ids.ts).
+ * The bridge family cannot name the bridge of a frame without nft_meta_bridge
+ * (`meta ibrname`), which some kernels lack; the port's name it always has.
+ */
+export const PORT_PATTERN = 'kn*';
+
+/**
+ * `table bridge knit`. Its prerouting hook runs before br_netfilter's
+ * (priority 0). `pkttype other` at that point means the destination MAC is
+ * not the bridge's own (the bridge sets PACKET_HOST for those before the
+ * hook): the frame is bridged from one sandbox to another, never routed,
+ * DNAT'd or masqueraded, so conntrack is skipped. Frames to the gateway's MAC
+ * (outbound, published ports, hairpin) and broadcasts stay tracked.
+ */
+export const BRIDGE_CHAINS: Record<string, { hook: string; rules: string[] }> = {
+  prerouting: {
+    hook: 'type filter hook prerouting priority -300; policy accept;',
+    rules: [`meta pkttype other iifname "${PORT_PATTERN}" notrack`],
   },
 };
 
@@ -245,6 +272,16 @@ export function rulesetText(state: FirewallState, table = TABLE): string {
     if (chain.hook !== undefined) lines.push(`    ${chain.hook}`);
     for (const r of chain.rules) lines.push(`    ${r}`);
     lines.push('  }');
+  }
+  lines.push('}');
+  return `${lines.join('\n')}\n`;
+}
+
+/** `table bridge <table>` as one nft buffer that replaces any existing one. */
+export function bridgeRulesetText(table = TABLE): string {
+  const lines = [`table bridge ${table}`, `delete table bridge ${table}`, `table bridge ${table} {`];
+  for (const [name, chain] of Object.entries(BRIDGE_CHAINS)) {
+    lines.push(`  chain ${name} {`, `    ${chain.hook}`, ...chain.rules.map((r) => `    ${r}`), '  }');
   }
   lines.push('}');
   return `${lines.join('\n')}\n`;
