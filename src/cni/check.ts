@@ -1,5 +1,5 @@
 // CNI CHECK for a knit attachment: the kernel against Knit's records and the
-// runtime's prevResult. Returns what differs, one line each; empty is healthy.
+// runtime's prevResult, and its bandwidth shaping. Returns what differs, one line each; empty is healthy.
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import type { Result100 } from './types.ts';
 import type { NetlinkSocket } from '../kernel/netlink/socket.ts';
@@ -8,6 +8,7 @@ import { listAddresses } from '../kernel/addr.ts';
 import { listRoutes } from '../kernel/route.ts';
 import { isNetns, withNetns } from '../kernel/netns.ts';
 import { withSocket } from '../kernel/netlink/socket.ts';
+import { shapingProblems } from '../drivers/bandwidth.ts';
 
 export interface CheckInput {
   netns: string;
@@ -55,6 +56,8 @@ export function checkAttachment(c: CheckInput): string[] {
     if (!br) diffs.push(`bridge ${c.network.bridge} is missing`);
     if (!peer) diffs.push(`host interface ${ep.hostIfname} is missing`);
     else if (br && peer.master !== br.index) diffs.push(`host interface ${ep.hostIfname} is not a port of ${c.network.bridge}`);
+    // Bandwidth: the qdiscs, classes and filters the limits call for.
+    if (peer) diffs.push(...shapingProblems(c.hostNl, ep, peer));
   }
 
   // The runtime's view: prevResult must name this interface and these addresses.

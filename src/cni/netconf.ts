@@ -274,14 +274,17 @@ export function parseCniNetConf(c: Record<string, unknown>): CniNetConf {
 }
 
 const BANDWIDTH_KEYS = ['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst'] as const;
+const SUBNET_KEYS = ['unshapedSubnets', 'shapedSubnets'] as const;
 
 /**
- * As the reference bandwidth plugin: the four keys at the top of the
- * config, when any is there, win over runtimeConfig.bandwidth. Rates in
- * bits/s and bursts in bits; a direction with both 0 is not shaped.
+ * As the reference bandwidth plugin: the keys at the top of the config,
+ * when any is there, win over runtimeConfig.bandwidth. Rates in bits/s and
+ * bursts in bits; a direction with both 0 is not shaped. unshapedSubnets
+ * (everything but these is shaped) and shapedSubnets (only these are) are
+ * lists of CIDRs, at most one of them.
  */
 function bandwidthOf(c: Record<string, unknown>, rc: RuntimeConfig): Bandwidth | undefined {
-  const top = BANDWIDTH_KEYS.some((k) => c[k] !== undefined && c[k] !== null);
+  const top = [...BANDWIDTH_KEYS, ...SUBNET_KEYS].some((k) => c[k] !== undefined && c[k] !== null);
   const src = top ? c : rc.bandwidth;
   if (src === undefined) return undefined;
   const prefix = top ? '' : 'runtimeConfig.bandwidth.';
@@ -294,6 +297,19 @@ function bandwidthOf(c: Record<string, unknown>, rc: RuntimeConfig): Bandwidth |
   }
   const p = bandwidthProblem(bw);
   if (p) throw bad(`${prefix}${p.key}`, p.msg);
+  for (const k of SUBNET_KEYS) {
+    const v = src[k];
+    if (v === undefined || v === null) continue;
+    if (!Array.isArray(v)) throw bad(`${prefix}${k}`, `must be a list of CIDR subnets (e.g. ["10.0.0.0/8"]), got ${JSON.stringify(v)}`);
+    const list = v.map((x, i) => {
+      if (typeof x !== 'string') throw bad(`${prefix}${k}[${i}]`, `must be a CIDR subnet string, got ${JSON.stringify(x)}`);
+      return cidr(x, `${prefix}${k}[${i}]`) as string;
+    });
+    if (list.length > 0) bw[k] = list;
+  }
+  if (bw.unshapedSubnets && bw.shapedSubnets) {
+    throw bad(`${prefix}shapedSubnets`, 'unshapedSubnets and shapedSubnets cannot both be given: list what to exempt, or what to shape');
+  }
   return bw.ingressRate > 0 || bw.egressRate > 0 ? bw : undefined;
 }
 

@@ -20,7 +20,8 @@ import { IFF_PROMISC } from '../kernel/netlink/constants.ts';
 import { withNetns, isNetns } from '../kernel/netns.ts';
 import { withSocket } from '../kernel/netlink/socket.ts';
 import { addRoute } from '../kernel/route.ts';
-import { familyOf, formatPrefix, parsePrefix, parseIP, formatIP } from '../lib/ip.ts';
+import { contains, familyOf, formatPrefix, parsePrefix, parseIP, formatIP } from '../lib/ip.ts';
+import { rangeOf, usableBounds, type Pool, type PoolSpec } from '../ipam/pool.ts';
 import { knitResolver, type DnsService } from '../services/dns/resolver.ts';
 import { resultDns } from './result-dns.ts';
 
@@ -226,8 +227,9 @@ export class CniService {
       for (const pool of rec.pools) {
         const family = familyOf(pool.gateway) as 4 | 6;
         const want = wanted.find((a) => familyOf(a) === family);
-        const ip = want ?? (ipam.rangeStart || ipam.rangeEnd ? await this.inRange(key, family, owner, ipam, pool.subnet) : undefined);
-        const got = await this.engine.ipam.allocate(key, { family, owner, ...(ip ? { ip } : {}) });
+        const got = want
+          ? await this.engine.ipam.allocate(key, { family, owner, ip: want })
+          : await this.allocateIn(key, family, owner, sectionRange(ipam, family, pool));
         ips.push({ address: `${got}/${parsePrefix(pool.subnet).len}`, gateway: pool.gateway });
       }
     } catch (err) {
@@ -238,20 +240,45 @@ export class CniService {
     return { cniVersion: '1.1.0', ips, routes, ...(ipam.dns ? { dns: ipam.dns } : {}) };
   }
 
-  /** The first free address in [rangeStart, rangeEnd]; the IPAM's own allocation is round-robin over the pool. */
-  private async inRange(key: string, family: 4 | 6, owner: string, ipam: IpamConf, subnet: string): Promise<string> {
+  /**
+   * The next free address, from the pool's own round-robin allocator when the
+   * range is the pool's (knit-ipam's own pools carry rangeStart/rangeEnd).
+   * A range the pool does not carry (the section names a Knit network's pool)
+   * is searched in the allocations, not address by address.
+   */
+  private async allocateIn(key: string, family: 4 | 6, owner: string, range: SectionRange | undefined): Promise<string> {
+    if (!range) return this.engine.ipam.allocate(key, { family, owner });
     const held = (await this.engine.ipam.addressesOf(owner)).find((a) => a.network === key && a.family === family);
     if (held) return held.ip;
-    const p = parsePrefix(subnet);
-    const lo = ipam.rangeStart ? parseIP(ipam.rangeStart, 'ipam.rangeStart').addr : p.addr + 1n;
-    const size = 1n << BigInt((family === 4 ? 32 : 128) - p.len);
-    const hi = ipam.rangeEnd ? parseIP(ipam.rangeEnd, 'ipam.rangeEnd').addr : p.addr + size - 2n;
-    const used = new Set((await this.engine.ipam.allocations(key)).map((a) => a.ip));
-    for (let a = lo; a <= hi; a++) {
-      const ip = formatIP(family, a);
-      if (!used.has(ip)) return ip;
+    // Another ADD may take the same gap first: then look again.
+    for (let attempt = 0; ; attempt++) {
+      const ip = await this.firstGap(key, family, range);
+      try {
+        return await this.engine.ipam.allocate(key, { family, owner, ip });
+      } catch (err) {
+        if (!(err instanceof KnitError && err.code === 'conflict') || attempt >= 100) throw err;
+      }
     }
-    throw new CniError(ErrorCode.Internal, `no free address in ${formatIP(family, lo)}-${formatIP(family, hi)} of ${subnet}`, 'ipam.rangeStart');
+  }
+
+  /** The lowest address of [lo, hi] no allocation holds: one pass over the allocations, in address order. */
+  private async firstGap(key: string, family: 4 | 6, { lo, hi, reserved }: SectionRange): Promise<string> {
+    const skip = (a: bigint) => {
+      while (reserved.has(a)) a++;
+      return a;
+    };
+    let next = skip(lo);
+    for (const a of await this.engine.ipam.allocations(key)) {
+      if (a.family !== family) continue;
+      const addr = parseIP(a.ip).addr;
+      if (addr < next) continue;
+      if (addr > next || next > hi) break;
+      next = skip(addr + 1n);
+    }
+    if (next > hi) {
+      throw new KnitError('exhausted', `no free address in ${formatIP(family, lo)}-${formatIP(family, hi)} of network ${key}`, { field: 'ipam.rangeStart' });
+    }
+    return formatIP(family, next);
   }
 
   private async ipamDel(req: CniRequest): Promise<undefined> {
@@ -297,7 +324,7 @@ export class CniService {
     return this.serialized(async () => {
       if (await this.engine.ipam.getNetwork(key)) return key;
       await this.engine.ipam.createNetwork(key, {
-        pools: ipam.pools,
+        pools: ipam.pools.map((p) => withSectionRange(ipam, p)),
         ipv4: ipam.pools.length === 0 || ipam.pools.some((p) => !p.subnet.includes(':')),
         ipv6: ipam.pools.some((p) => p.subnet.includes(':')),
         hostRoutes: this.engine.hostRoutes(),
@@ -415,6 +442,44 @@ export class CniService {
     const dns = resultDns(knit, conf.runtimeConfig.dns, conf.dns);
     return { cniVersion: '1.1.0', interfaces, ips, routes, ...(dns ? { dns } : {}) };
   }
+}
+
+/** A pool spec with the section's rangeStart/rangeEnd when they are in its subnet (host-local's range). */
+function withSectionRange(ipam: IpamConf, p: PoolSpec): PoolSpec {
+  const sub = parsePrefix(p.subnet, 'ipam.subnet');
+  const inside = (ip: string | undefined) => ip !== undefined && familyOf(ip) === sub.family && contains(sub, sub.family, parseIP(ip).addr);
+  return {
+    ...p,
+    ...(inside(ipam.rangeStart) ? { rangeStart: ipam.rangeStart } : {}),
+    ...(inside(ipam.rangeEnd) ? { rangeEnd: ipam.rangeEnd } : {}),
+  };
+}
+
+/** A knit-ipam section's rangeStart..rangeEnd over a pool that does not carry it. */
+interface SectionRange {
+  lo: bigint;
+  hi: bigint;
+  /** The gateway and aux addresses: never handed out. */
+  reserved: Set<bigint>;
+}
+
+/**
+ * The section's range for a pool that does not carry it already (a Knit
+ * network's pool shared by name); undefined when the pool's allocator covers it.
+ */
+function sectionRange(ipam: IpamConf, family: 4 | 6, pool: Pool): SectionRange | undefined {
+  const start = ipam.rangeStart !== undefined && familyOf(ipam.rangeStart) === family ? ipam.rangeStart : undefined;
+  const end = ipam.rangeEnd !== undefined && familyOf(ipam.rangeEnd) === family ? ipam.rangeEnd : undefined;
+  if (start === undefined && end === undefined) return undefined;
+  if ((start === undefined || pool.rangeStart === start) && (end === undefined || pool.rangeEnd === end)) return undefined;
+  const r = rangeOf(pool);
+  const { lo: usableLo, hi: usableHi } = usableBounds(r.subnet);
+  const lo = start === undefined ? r.first : parseIP(start, 'ipam.rangeStart').addr;
+  const hi = end === undefined ? r.last : parseIP(end, 'ipam.rangeEnd').addr;
+  if (lo < usableLo || hi > usableHi || lo > hi) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.rangeStart/rangeEnd ${start ?? '(start)'}-${end ?? '(end)'} is not a range of usable addresses in ${pool.subnet}`, 'ipam.rangeStart');
+  }
+  return { lo, hi, reserved: r.reserved };
 }
 
 function setPromisc(engine: Engine, bridge: string): void {

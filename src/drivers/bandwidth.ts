@@ -3,12 +3,17 @@
 // root qdisc there; traffic out of the sandbox is what the veth receives,
 // redirected (u32 match-all + mirred) to an ifb device whose tbf shapes it.
 // The ifb carries the endpoint's owner alias, so reconcile removes a leftover.
+// With unshapedSubnets or shapedSubnets the shaper is an htb instead of the
+// tbf: an uncapped class 1:1 and a capped class 1:30, u32 filters sending
+// the listed subnets (the remote end: source into the sandbox, destination
+// out of it) to the class the list is about, the rest to the other.
 import type { Host } from '../engine/host.ts';
 import type { Bandwidth, Endpoint } from '../model/index.ts';
 import { KnitError, invalid, messageOf } from '../lib/errors.ts';
 import { createIfb, deleteLink, getLink, type Link } from '../kernel/link.ts';
 import { NetlinkError } from '../kernel/netlink/socket.ts';
-import { INGRESS_HANDLE, ensureIngress, listFilters, replaceIngressRedirect, replaceTbf, rootQdisc, tbfFor } from '../kernel/tc.ts';
+import { INGRESS_HANDLE, addHtbClass, addSubnetFilter, ensureIngress, listFilters, listHtbClasses, replaceHtb, replaceIngressRedirect, replaceTbf, rootQdisc, tbfFor } from '../kernel/tc.ts';
+import type { NetlinkSocket } from '../kernel/netlink/socket.ts';
 import { ownerAlias } from './driver.ts';
 
 const U32_MAX = 0xffffffff;
@@ -52,6 +57,67 @@ export function checkBandwidth(bw: Bandwidth): void {
 
 const tbfOf = (rateBits: number, burstBits: number) => tbfFor(Math.floor(rateBits / 8), Math.floor(burstBits / 8));
 
+/** The htb classes of subnet-aware shaping (the reference plugin's minors). */
+const UNSHAPED_CLASS = 0x1;
+const SHAPED_CLASS = 0x30;
+/** "Uncapped": 100 Gbit/s in bytes/s. */
+const UNCAPPED = 12_500_000_000;
+
+/** True when shaping depends on the remote subnet (an htb, not a plain tbf). */
+export function bySubnet(bw: Bandwidth): boolean {
+  return (bw.unshapedSubnets?.length ?? 0) > 0 || (bw.shapedSubnets?.length ?? 0) > 0;
+}
+
+/** Where unclassified traffic goes, and which class the listed subnets go to. */
+function classes(bw: Bandwidth): { fallback: number; listed: number; subnets: string[] } {
+  if (bw.shapedSubnets?.length) return { fallback: UNSHAPED_CLASS, listed: SHAPED_CLASS, subnets: bw.shapedSubnets };
+  return { fallback: SHAPED_CLASS, listed: UNSHAPED_CLASS, subnets: bw.unshapedSubnets ?? [] };
+}
+
+/** One direction's shaper on a device: a tbf, or the htb with its classes and subnet filters. */
+function shape(nl: NetlinkSocket, index: number, bw: Bandwidth, rateBits: number, burstBits: number, remote: 'src' | 'dst'): void {
+  if (!bySubnet(bw)) {
+    try {
+      replaceTbf(nl, index, tbfOf(rateBits, burstBits));
+    } catch (err) {
+      throw explain(err, 'the tbf qdisc (CONFIG_NET_SCH_TBF)');
+    }
+    return;
+  }
+  const c = classes(bw);
+  const rate = Math.floor(rateBits / 8);
+  const burst = Math.floor(burstBits / 8);
+  try {
+    replaceHtb(nl, index, c.fallback);
+    addHtbClass(nl, index, SHAPED_CLASS, rate, rate, burst);
+    addHtbClass(nl, index, UNSHAPED_CLASS, UNCAPPED, UNCAPPED, 64 * 1024);
+    for (const subnet of c.subnets) addSubnetFilter(nl, index, subnet, remote, c.listed);
+  } catch (err) {
+    throw explain(err, 'the htb qdisc and u32 filters (CONFIG_NET_SCH_HTB, CONFIG_NET_CLS_U32)');
+  }
+}
+
+/** What differs from one direction's shaper on a device. */
+function shaperProblems(nl: NetlinkSocket, index: number, dev: string, bw: Bandwidth, rateBits: number): string[] {
+  const q = rootQdisc(nl, index);
+  const rate = Math.floor(rateBits / 8);
+  if (!bySubnet(bw)) {
+    if (q?.kind !== 'tbf') return [`${dev} has no tbf root qdisc${q ? ` (it has ${q.kind})` : ''}`];
+    if (q.tbf?.rate !== rate) return [`${dev} shapes at ${q.tbf?.rate ?? '?'} bytes/s, not ${rate}`];
+    return [];
+  }
+  const c = classes(bw);
+  if (q?.kind !== 'htb') return [`${dev} has no htb root qdisc${q ? ` (it has ${q.kind})` : ''}`];
+  const out: string[] = [];
+  if (q.htbDefault !== c.fallback) out.push(`${dev}'s htb sends unclassified traffic to 1:${(q.htbDefault ?? 0).toString(16)}, not 1:${c.fallback.toString(16)}`);
+  const shaped = listHtbClasses(nl, index).find((k) => k.handle === (0x10000 | SHAPED_CLASS));
+  if (!shaped) out.push(`${dev} has no shaped class 1:${SHAPED_CLASS.toString(16)}`);
+  else if (shaped.rate !== rate) out.push(`${dev} shapes class 1:${SHAPED_CLASS.toString(16)} at ${shaped.rate} bytes/s, not ${rate}`);
+  const filters = listFilters(nl, index, 0x10000).filter((f) => f.classid === (0x10000 | c.listed));
+  if (filters.length < c.subnets.length) out.push(`${dev} has ${filters.length} subnet filters to 1:${c.listed.toString(16)}, not ${c.subnets.length}`);
+  return out;
+}
+
 /** A refusal because this kernel lacks a tc piece becomes a clear `unsupported`. */
 function explain(err: unknown, what: string): Error {
   if (err instanceof NetlinkError && (err.code === 'ENOENT' || err.code === 'EOPNOTSUPP' || /unknown|module|not found/i.test(err.message))) {
@@ -68,13 +134,8 @@ function explain(err: unknown, what: string): Error {
 export function applyBandwidth(host: Host, ep: Endpoint, veth: Link): void {
   const bw = ep.bandwidth;
   if (bw === undefined) return;
-  if (shapesIngress(bw)) {
-    try {
-      replaceTbf(host.nl, veth.index, tbfOf(bw.ingressRate, bw.ingressBurst));
-    } catch (err) {
-      throw explain(err, 'the tbf qdisc (CONFIG_NET_SCH_TBF)');
-    }
-  }
+  // Into the sandbox, the remote end is the source.
+  if (shapesIngress(bw)) shape(host.nl, veth.index, bw, bw.ingressRate, bw.ingressBurst, 'src');
   if (shapesEgress(bw)) {
     const name = ifbNameFor(ep.id);
     let ifb = getLink(host.nl, name);
@@ -91,11 +152,8 @@ export function applyBandwidth(host: Host, ep: Endpoint, veth: Link): void {
       ifb = getLink(host.nl, name);
       if (!ifb) throw new KnitError('internal', `ifb ${name} vanished right after it was created`);
     }
-    try {
-      replaceTbf(host.nl, ifb.index, tbfOf(bw.egressRate, bw.egressBurst));
-    } catch (err) {
-      throw explain(err, 'the tbf qdisc (CONFIG_NET_SCH_TBF)');
-    }
+    // Out of the sandbox, the remote end is the destination.
+    shape(host.nl, ifb.index, bw, bw.egressRate, bw.egressBurst, 'dst');
     try {
       ensureIngress(host.nl, veth.index);
       replaceIngressRedirect(host.nl, veth.index, ifb.index);
@@ -112,21 +170,21 @@ export function removeBandwidth(host: Host, ep: Endpoint): void {
 
 /** What differs from the endpoint's shaping (empty when all is right). */
 export function bandwidthProblems(host: Host, ep: Endpoint, veth: Link): string[] {
+  return shapingProblems(host.nl, ep, veth);
+}
+
+/** bandwidthProblems on a given rtnetlink socket (CNI CHECK has the host's, not a Host). */
+export function shapingProblems(nl: NetlinkSocket, ep: Endpoint, veth: Link): string[] {
   const bw = ep.bandwidth;
   const out: string[] = [];
   if (bw === undefined) return out;
-  const tbfIs = (index: number, dev: string, rateBits: number) => {
-    const q = rootQdisc(host.nl, index);
-    if (q?.kind !== 'tbf') out.push(`${dev} has no tbf root qdisc`);
-    else if (q.tbf?.rate !== Math.floor(rateBits / 8)) out.push(`${dev} shapes at ${q.tbf?.rate ?? '?'} bytes/s, not ${Math.floor(rateBits / 8)}`);
-  };
-  if (shapesIngress(bw)) tbfIs(veth.index, veth.name, bw.ingressRate);
+  if (shapesIngress(bw)) out.push(...shaperProblems(nl, veth.index, veth.name, bw, bw.ingressRate));
   if (shapesEgress(bw)) {
-    const ifb = getLink(host.nl, ifbNameFor(ep.id));
+    const ifb = getLink(nl, ifbNameFor(ep.id));
     if (!ifb) out.push(`ifb ${ifbNameFor(ep.id)} is missing`);
     else {
-      tbfIs(ifb.index, ifb.name, bw.egressRate);
-      if (!listFilters(host.nl, veth.index, INGRESS_HANDLE).some((f) => f.redirectTo === ifb.index)) {
+      out.push(...shaperProblems(nl, ifb.index, ifb.name, bw, bw.egressRate));
+      if (!listFilters(nl, veth.index, INGRESS_HANDLE).some((f) => f.redirectTo === ifb.index)) {
         out.push(`${veth.name} does not redirect its ingress to ${ifb.name}`);
       }
     }

@@ -36,6 +36,8 @@ const poolSchema = z.object({
   subnet: z.string(),
   gateway: z.string(),
   ipRange: z.string().optional(),
+  rangeStart: z.string().optional(),
+  rangeEnd: z.string().optional(),
   auxAddresses: z.record(z.string(), z.string()),
 });
 

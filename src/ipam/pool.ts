@@ -22,6 +22,9 @@ export interface PoolSpec {
   gateway?: string;
   /** A sub-range of the subnet from which dynamic addresses come. */
   ipRange?: string;
+  /** First and last address dynamic allocation hands out (CNI host-local's rangeStart/rangeEnd). */
+  rangeStart?: string;
+  rangeEnd?: string;
   /** Addresses never handed out, by name (Docker's --aux-address). */
   auxAddresses?: Record<string, string>;
 }
@@ -31,6 +34,8 @@ export interface Pool {
   subnet: string;
   gateway: string;
   ipRange?: string;
+  rangeStart?: string;
+  rangeEnd?: string;
   auxAddresses: Record<string, string>;
 }
 
@@ -97,6 +102,8 @@ export function validateSubnets(specs: PoolSpec[], field = 'subnets'): Pool[] {
       }
       pool.ipRange = formatPrefix(range);
     }
+    if (spec.rangeStart) pool.rangeStart = formatIP(subnet.family, endpointAddress(spec.rangeStart, `${at}.rangeStart`, lo));
+    if (spec.rangeEnd) pool.rangeEnd = formatIP(subnet.family, endpointAddress(spec.rangeEnd, `${at}.rangeEnd`, hi));
 
     for (const [name, ip] of Object.entries(spec.auxAddresses ?? {})) {
       const auxField = `${at}.auxAddresses.${name}`;
@@ -109,7 +116,10 @@ export function validateSubnets(specs: PoolSpec[], field = 'subnets'): Pool[] {
     const clash = prefixes.findIndex((p) => overlaps(p, subnet));
     if (clash >= 0) throw invalid(`${at}.subnet`, `${sub} overlaps ${formatPrefix(prefixes[clash] as Prefix)} (${field}[${clash}]) of the same network`);
     const r = rangeOf(pool);
-    if (r.first > r.last) throw invalid(`${at}.ipRange`, `${pool.ipRange} holds no address an endpoint may have in ${sub}`);
+    if (r.first > r.last) {
+      if (pool.ipRange === undefined) throw invalid(`${at}.rangeStart`, `${pool.rangeStart} is after rangeEnd ${pool.rangeEnd}`);
+      throw invalid(`${at}.ipRange`, `${pool.ipRange} holds no address an endpoint may have in ${sub}`);
+    }
     prefixes.push(subnet);
     pools.push(pool);
   });
@@ -127,9 +137,19 @@ export function rangeOf(pool: Pool): PoolRange {
     if (r.addr > first) first = r.addr;
     if (lastAddr(r) < last) last = lastAddr(r);
   }
+  if (pool.rangeStart !== undefined) first = maxOf(first, parseIP(pool.rangeStart).addr);
+  if (pool.rangeEnd !== undefined) last = minOf(last, parseIP(pool.rangeEnd).addr);
   const reserved = new Set<bigint>([parseIP(pool.gateway).addr]);
   for (const ip of Object.values(pool.auxAddresses)) reserved.add(parseIP(ip).addr);
   return { family: subnet.family, subnet, first, last, reserved };
+}
+
+function maxOf(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
+
+function minOf(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
 }
 
 /** Human name of a pool for messages: "10.1.0.0/24" or "10.1.0.0/24 (range 10.1.0.128/25)". */

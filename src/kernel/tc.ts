@@ -4,7 +4,10 @@
 // redirected, so the ingress qdisc gets a match-all u32 filter whose mirred
 // action redirects every packet to an ifb device, whose own tbf shapes it.
 // (act_police and cls_matchall are often not built; u32, mirred and ifb are.)
+// Shaping by remote subnet uses an htb root instead: two classes and u32
+// filters on the IP source or destination address.
 import { invalid } from '../lib/errors.ts';
+import { parsePrefix } from '../lib/ip.ts';
 import * as C from './netlink/constants.ts';
 import { attrStr, message, nested, parseAttrs, str, u32, u64, attr, type Parsed } from './netlink/message.ts';
 import { NetlinkError, type NetlinkSocket } from './netlink/socket.ts';
@@ -34,6 +37,16 @@ export interface Qdisc {
   parent: number;
   /** Decoded options of a tbf. */
   tbf?: Tbf;
+  /** An htb's default class (its minor number). */
+  htbDefault?: number;
+}
+
+/** An htb class: rates in bytes/s. */
+export interface HtbClass {
+  handle: number;
+  parent: number;
+  rate: number;
+  ceil: number;
 }
 
 export interface Filter {
@@ -44,7 +57,21 @@ export interface Filter {
   handle: number;
   /** Ifindex a mirred action redirects to. */
   redirectTo?: number;
+  /** The class a u32 filter sends its matches to. */
+  classid?: number;
 }
+
+// sch_htb's netlink attributes and the traffic-class messages (linux/pkt_sched.h, rtnetlink.h).
+const TCA_HTB_PARMS = 1;
+const TCA_HTB_INIT = 2;
+const TCA_HTB_RATE64 = 6;
+const TCA_HTB_CEIL64 = 7;
+const RTM_NEWTCLASS = 40;
+const RTM_GETTCLASS = 42;
+const ETH_P_IP = 0x0800;
+const ETH_P_IPV6 = 0x86dd;
+/** Filter priorities per family: u32 filters of two protocols cannot share one. */
+const SUBNET_PRIO: Record<4 | 6, number> = { 4: 16, 6: 15 };
 
 /** struct tcmsg: family, ifindex, handle, parent, info. */
 function tcmsg(index: number, handle: number, parent: number, info = 0): Buffer {
@@ -92,6 +119,109 @@ export function replaceTbf(s: NetlinkSocket, index: number, t: Tbf): void {
     message(C.RTM_NEWQDISC, C.NLM_F_CREATE | C.NLM_F_REPLACE, tcmsg(index, 0x10000, C.TC_H_ROOT), [str(C.TCA_KIND, 'tbf'), tbfOptions(t)]),
     `set tbf root qdisc on ifindex ${index}`,
   );
+}
+
+/**
+ * Makes the device's root qdisc an htb (handle 1:) whose unclassified
+ * traffic goes to class 1:`defaultMinor`. Replaces any root there.
+ */
+export function replaceHtb(s: NetlinkSocket, index: number, defaultMinor: number): void {
+  deleteRoot(s, index);
+  const glob = Buffer.alloc(20); // struct tc_htb_glob: version, rate2quantum, defcls, debug, direct_pkts
+  glob.writeUInt32LE(3, 0);
+  glob.writeUInt32LE(10, 4);
+  glob.writeUInt32LE(defaultMinor, 8);
+  s.request(
+    message(C.RTM_NEWQDISC, C.NLM_F_CREATE | C.NLM_F_EXCL, tcmsg(index, 0x10000, C.TC_H_ROOT), [str(C.TCA_KIND, 'htb'), nested(C.TCA_OPTIONS, [attr(TCA_HTB_INIT, glob)])]),
+    `set htb root qdisc on ifindex ${index}`,
+  );
+}
+
+/** struct tc_ratespec for a rate in bytes/s: link-layer aware, so no rate table is needed. */
+function ratespec(b: Buffer, at: number, rateBytes: number): void {
+  b.writeUInt8(C.TC_LINKLAYER_ETHERNET, at + 1);
+  b.writeUInt32LE(Math.min(rateBytes, U32_MAX), at + 8);
+}
+
+/**
+ * Adds class 1:`minor` under the htb root: `rate` guaranteed, up to `ceil`
+ * (bytes/s), with a bucket of `burst` bytes at the rate.
+ */
+export function addHtbClass(s: NetlinkSocket, index: number, minor: number, rate: number, ceil: number, burst: number): void {
+  const opt = Buffer.alloc(44); // struct tc_htb_opt: rate, ceil (tc_ratespec), buffer, cbuffer, quantum, level, prio
+  ratespec(opt, 0, rate);
+  ratespec(opt, 12, ceil);
+  const ticks = (bytes: number, r: number) => Math.min(U32_MAX, Math.max(1, Math.round(((bytes * 1e6) / r) * TICKS_PER_US)));
+  opt.writeUInt32LE(ticks(burst, rate), 24);
+  opt.writeUInt32LE(ticks(burst, ceil), 28);
+  // The kernel would derive rate/r2q and complain in the log when that is off its 1000..200000 range.
+  opt.writeUInt32LE(Math.min(200_000, Math.max(1_000, Math.floor(rate / 10))), 32);
+  const attrs = [attr(TCA_HTB_PARMS, opt)];
+  if (rate > U32_MAX) attrs.push(u64(TCA_HTB_RATE64, rate));
+  if (ceil > U32_MAX) attrs.push(u64(TCA_HTB_CEIL64, ceil));
+  s.request(
+    message(RTM_NEWTCLASS, C.NLM_F_CREATE | C.NLM_F_EXCL, tcmsg(index, 0x10000 | minor, 0x10000), [str(C.TCA_KIND, 'htb'), nested(C.TCA_OPTIONS, attrs)]),
+    `add htb class 1:${minor.toString(16)} on ifindex ${index}`,
+  );
+}
+
+/**
+ * A u32 filter on the htb root sending packets whose source (`field` src)
+ * or destination address is in `subnet` to class 1:`minor`.
+ */
+export function addSubnetFilter(s: NetlinkSocket, index: number, subnet: string, field: 'src' | 'dst', minor: number): void {
+  const p = parsePrefix(subnet, 'subnet', false);
+  const bytes = p.family === 4 ? 4 : 16;
+  // Offsets in the IP header: v4 saddr 12, daddr 16; v6 saddr 8, daddr 24.
+  const base = p.family === 4 ? (field === 'src' ? 12 : 16) : field === 'src' ? 8 : 24;
+  const keys: { mask: number; val: number; off: number }[] = [];
+  for (let w = 0; w < bytes / 4; w++) {
+    const bitsBefore = w * 32;
+    const n = Math.max(0, Math.min(32, p.len - bitsBefore));
+    if (n === 0) break;
+    const mask = n === 32 ? U32_MAX : (U32_MAX << (32 - n)) >>> 0;
+    const word = Number((p.addr >> BigInt(bytes * 8 - bitsBefore - 32)) & 0xffffffffn);
+    keys.push({ mask, val: (word & mask) >>> 0, off: base + w * 4 });
+  }
+  if (keys.length === 0) keys.push({ mask: 0, val: 0, off: base }); // a /0 matches everything
+  const sel = Buffer.alloc(16 + 16 * keys.length); // struct tc_u32_sel + tc_u32_key each (mask, val big-endian)
+  sel.writeUInt8(C.TC_U32_TERMINAL, 0);
+  sel.writeUInt8(keys.length, 2);
+  keys.forEach((k, i) => {
+    sel.writeUInt32BE(k.mask, 16 + i * 16);
+    sel.writeUInt32BE(k.val, 20 + i * 16);
+    sel.writeInt32LE(k.off, 24 + i * 16);
+  });
+  const proto = p.family === 4 ? ETH_P_IP : ETH_P_IPV6;
+  const info = (SUBNET_PRIO[p.family] << 16) | ((proto & 0xff) << 8) | (proto >> 8);
+  const options = nested(C.TCA_OPTIONS, [u32(C.TCA_U32_CLASSID, 0x10000 | minor), attr(C.TCA_U32_SEL, sel)]);
+  s.request(
+    message(C.RTM_NEWTFILTER, C.NLM_F_CREATE | C.NLM_F_EXCL, tcmsg(index, 0, 0x10000, info), [str(C.TCA_KIND, 'u32'), options]),
+    `add filter for ${subnet} (${field}) to class 1:${minor.toString(16)} on ifindex ${index}`,
+  );
+}
+
+/** The htb classes of a device. */
+export function listHtbClasses(s: NetlinkSocket, index: number): HtbClass[] {
+  const out: HtbClass[] = [];
+  for (const m of s.dump(message(RTM_GETTCLASS, 0, tcmsg(index, 0, 0)), `list classes on ifindex ${index}`)) {
+    if (m.type !== RTM_NEWTCLASS) continue;
+    const b = m.body;
+    const a = parseAttrs(b, 20);
+    if (attrStr(a.get(C.TCA_KIND)) !== 'htb') continue;
+    const o = parseAttrs(a.get(C.TCA_OPTIONS) ?? Buffer.alloc(0));
+    const parms = o.get(TCA_HTB_PARMS);
+    if (parms === undefined || parms.length < 44) continue;
+    const r64 = o.get(TCA_HTB_RATE64);
+    const c64 = o.get(TCA_HTB_CEIL64);
+    out.push({
+      handle: b.readUInt32LE(8),
+      parent: b.readUInt32LE(12),
+      rate: r64 !== undefined && r64.length >= 8 ? Number(r64.readBigUInt64LE(0)) : parms.readUInt32LE(8),
+      ceil: c64 !== undefined && c64.length >= 8 ? Number(c64.readBigUInt64LE(0)) : parms.readUInt32LE(20),
+    });
+  }
+  return out;
 }
 
 /** Adds the ingress qdisc (ffff:); one already there is fine. */
@@ -168,6 +298,10 @@ function decodeQdisc(m: Parsed): Qdisc {
     const t = decodeTbf(opts);
     if (t !== undefined) q.tbf = t;
   }
+  if (q.kind === 'htb' && opts !== undefined) {
+    const g = parseAttrs(opts).get(TCA_HTB_INIT);
+    if (g !== undefined && g.length >= 12) q.htbDefault = g.readUInt32LE(8);
+  }
   return q;
 }
 
@@ -185,6 +319,11 @@ export function listQdiscs(s: NetlinkSocket, index?: number): Qdisc[] {
 /** The device's root qdisc if it is not the kernel's default, else undefined. */
 export function rootQdisc(s: NetlinkSocket, index: number): Qdisc | undefined {
   return listQdiscs(s, index).find((q) => q.parent === C.TC_H_ROOT && q.handle !== 0);
+}
+
+function classidOf(opts: Buffer): number | undefined {
+  const c = parseAttrs(opts).get(C.TCA_U32_CLASSID);
+  return c !== undefined && c.length >= 4 ? c.readUInt32LE(0) : undefined;
 }
 
 function redirectOf(opts: Buffer): number | undefined {
@@ -210,6 +349,8 @@ export function listFilters(s: NetlinkSocket, index: number, parent: number): Fi
     const opts = a.get(C.TCA_OPTIONS);
     const to = opts === undefined ? undefined : redirectOf(opts);
     if (to !== undefined) f.redirectTo = to;
+    const cls = opts === undefined ? undefined : classidOf(opts);
+    if (cls !== undefined) f.classid = cls;
     out.push(f);
   }
   return out;

@@ -27,6 +27,10 @@ export const Bandwidth = z.object({
   ingressBurst: z.number().int().nonnegative().default(0),
   egressRate: z.number().int().nonnegative().default(0),
   egressBurst: z.number().int().nonnegative().default(0),
+  /** Traffic to or from these subnets is not shaped (CNI bandwidth's unshapedSubnets). */
+  unshapedSubnets: z.array(z.string()).optional(),
+  /** Only traffic to or from these subnets is shaped (CNI bandwidth's shapedSubnets). */
+  shapedSubnets: z.array(z.string()).optional(),
 });
 export type Bandwidth = z.infer<typeof Bandwidth>;
 

@@ -1,6 +1,8 @@
 // The `knit` plugin's bandwidth capability against a real daemon: tbf on the
 // host veth for traffic into the container, ifb + tbf for traffic out of it;
-// bad values are code 7 naming the field; DEL leaves nothing.
+// bad values are code 7 naming the field; DEL leaves nothing. With
+// unshapedSubnets/shapedSubnets an htb classifies by the remote subnet.
+// CHECK notices a shaper that is gone.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -152,6 +154,120 @@ describe('knit CNI plugin: bandwidth', { skip }, () => {
       runPlugin(h, pluginEnv(h, 'DEL', o), c);
       removeNetns(ns.name);
       await h.settle();
+    }
+  });
+
+  it('CHECK notices a shaper that is gone', () => {
+    const ns = makeNetns('kntb');
+    try {
+      const o = { id: 'ctr-bw-check', netns: ns.path, ifname: 'eth0' };
+      const bandwidth = { ingressRate: 8_000_000, ingressBurst: 800_000, egressRate: 4_000_000, egressBurst: 400_000 };
+      const c = conf({ runtimeConfig: { bandwidth } });
+      const add = runPlugin(h, pluginEnv(h, 'ADD', o), c);
+      assert.equal(add.code, 0, add.stdout);
+      const veth = hostIfOf(add);
+      const check = () => runPlugin(h, pluginEnv(h, 'CHECK', o), conf({ runtimeConfig: { bandwidth }, prevResult: add.json }));
+      assert.equal(check().code, 0);
+      h.inHost('tc', 'qdisc', 'del', 'dev', veth, 'root');
+      const noRoot = check();
+      assert.equal(noRoot.code, 1, noRoot.stdout);
+      assert.match(String(noRoot.json.msg), new RegExp(`${veth} has no tbf root qdisc`));
+      h.inHost('tc', 'qdisc', 'del', 'dev', veth, 'ingress');
+      assert.match(String(check().json.msg), new RegExp(`${veth} does not redirect its ingress to kb`));
+      assert.equal(runPlugin(h, pluginEnv(h, 'DEL', o), c).code, 0);
+    } finally {
+      removeNetns(ns.name);
+    }
+  });
+
+  interface TcClass {
+    handle: string;
+    /** As tc prints it, e.g. 8Mbit. */
+    rate: string;
+    packets: number;
+  }
+  // This tc prints htb classes only as text.
+  const classesOf = (dev: string): TcClass[] =>
+    h
+      .inHost('tc', '-s', 'class', 'show', 'dev', dev)
+      .split(/^class /m)
+      .filter((b) => b.startsWith('htb '))
+      .map((b) => ({ handle: /^htb (\S+)/.exec(b)?.[1] ?? '', rate: / rate (\S+)/.exec(b)?.[1] ?? '', packets: Number(/Sent \d+ bytes (\d+) pkt/.exec(b)?.[1] ?? NaN) }));
+
+  it('unshapedSubnets: an htb whose listed remote subnets go uncapped, the rest shaped; CHECK passes', async () => {
+    const ns = makeNetns('kntb');
+    try {
+      const o = { id: 'ctr-bw-unshaped', netns: ns.path, ifname: 'eth0' };
+      const bandwidth = { ingressRate: 8_000_000, ingressBurst: 800_000, egressRate: 4_000_000, egressBurst: 400_000, unshapedSubnets: ['10.23.0.0/24', 'fd00:99::/64'] };
+      const c = conf({ runtimeConfig: { bandwidth } });
+      const add = runPlugin(h, pluginEnv(h, 'ADD', o), c);
+      assert.equal(add.code, 0, add.stdout);
+      const veth = hostIfOf(add);
+      const ifb = `kb${veth.slice(2)}`;
+      const root = qdiscs(veth).find((q) => q.root === true) as TcQdisc & { options?: { default?: string } };
+      assert.equal(root?.kind, 'htb', JSON.stringify(qdiscs(veth)));
+      assert.equal(root.options?.default, '0x30', 'unclassified traffic is shaped');
+      const shaped = classesOf(veth).find((k) => k.handle === '1:30');
+      assert.equal(shaped?.rate, '8Mbit', 'the shaped class has ingressRate');
+      // Into the sandbox the remote end is the source (offset 12); out of it, the destination (16).
+      assert.match(h.inHost('tc', 'filter', 'show', 'dev', veth), /flowid 1:1[\s\S]*match 0a170000\/ffffff00 at 12/);
+      assert.match(h.inHost('tc', 'filter', 'show', 'dev', ifb), /flowid 1:1[\s\S]*match 0a170000\/ffffff00 at 16/);
+      assert.match(h.inHost('tc', 'filter', 'show', 'dev', ifb), /match fd000099\/ffffffff at 24/);
+      assert.equal(classesOf(ifb).find((k) => k.handle === '1:30')?.rate, '4Mbit');
+
+      // A ping to the gateway (10.23.0.1, listed) leaves through the uncapped class.
+      const before = classesOf(ifb).find((k) => k.handle === '1:1')?.packets ?? 0;
+      sh('ip', ['netns', 'exec', ns.name, 'ping', '-c3', '-i0.2', '-W2', '10.23.0.1']);
+      const after = classesOf(ifb).find((k) => k.handle === '1:1')?.packets ?? 0;
+      assert.ok(after >= before + 3, `uncapped class counted the pings: ${before} -> ${after}`);
+
+      const check = runPlugin(h, pluginEnv(h, 'CHECK', o), conf({ runtimeConfig: { bandwidth }, prevResult: add.json }));
+      assert.equal(check.code, 0, check.stdout);
+      assert.equal(runPlugin(h, pluginEnv(h, 'DEL', o), c).code, 0);
+      await h.settle();
+      assert.doesNotMatch(links(), new RegExp(`${veth}|${ifb}`));
+    } finally {
+      removeNetns(ns.name);
+    }
+  });
+
+  it('shapedSubnets: only the listed remote subnets are shaped', () => {
+    const ns = makeNetns('kntb');
+    try {
+      const o = { id: 'ctr-bw-shaped', netns: ns.path, ifname: 'eth0' };
+      const c = conf({ ingressRate: 8_000_000, ingressBurst: 800_000, shapedSubnets: ['192.0.2.0/24'] });
+      const add = runPlugin(h, pluginEnv(h, 'ADD', o), c);
+      assert.equal(add.code, 0, add.stdout);
+      const veth = hostIfOf(add);
+      const root = qdiscs(veth).find((q) => q.root === true) as TcQdisc & { options?: { default?: string } };
+      assert.equal(root?.kind, 'htb');
+      assert.equal(root.options?.default, '0x1', 'unclassified traffic is not shaped');
+      assert.match(h.inHost('tc', 'filter', 'show', 'dev', veth), /flowid 1:30[\s\S]*match c0000200\/ffffff00 at 12/);
+      const check = runPlugin(h, pluginEnv(h, 'CHECK', o), conf({ ingressRate: 8_000_000, ingressBurst: 800_000, shapedSubnets: ['192.0.2.0/24'], prevResult: add.json }));
+      assert.equal(check.code, 0, check.stdout);
+      assert.equal(runPlugin(h, pluginEnv(h, 'DEL', o), c).code, 0);
+    } finally {
+      removeNetns(ns.name);
+    }
+  });
+
+  it('refuses both lists at once, and a bad subnet, naming the field', () => {
+    const ns = makeNetns('kntb');
+    try {
+      const o = { id: 'ctr-bw-subnets-bad', netns: ns.path, ifname: 'eth0' };
+      const bw = { ingressRate: 8000, ingressBurst: 8000 };
+      const cases: [Record<string, unknown>, string][] = [
+        [{ runtimeConfig: { bandwidth: { ...bw, unshapedSubnets: ['10.0.0.0/8'], shapedSubnets: ['10.1.0.0/16'] } } }, 'runtimeConfig.bandwidth.shapedSubnets'],
+        [{ runtimeConfig: { bandwidth: { ...bw, unshapedSubnets: ['10.0.0.0/8', 'hello'] } } }, 'runtimeConfig.bandwidth.unshapedSubnets[1]'],
+        [{ ...bw, shapedSubnets: '10.0.0.0/8' }, 'shapedSubnets'],
+      ];
+      for (const [extra, field] of cases) {
+        const r = runPlugin(h, pluginEnv(h, 'ADD', o), conf(extra));
+        assert.equal(r.json.code, 7, r.stdout);
+        assert.ok(String(r.json.msg).startsWith(`${field}:`), `${JSON.stringify(extra)} should name ${field}: ${r.stdout}`);
+      }
+    } finally {
+      removeNetns(ns.name);
     }
   });
 });

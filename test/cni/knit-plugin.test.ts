@@ -75,7 +75,7 @@ describe('knit CNI plugin', { skip }, () => {
   });
 
   for (const version of ALL_VERSIONS) {
-    it(`ADD, CHECK and DEL in spec version ${version}`, () => {
+    it(`ADD, CHECK and DEL in spec version ${version}`, async () => {
       const ns = makeNetns('kntc');
       try {
         const id = `ctr-${version.replaceAll('.', '')}`;
@@ -107,6 +107,8 @@ describe('knit CNI plugin', { skip }, () => {
         }
         const del = runPlugin(h, pluginEnv(h, 'DEL', o), conf(version, version >= '0.4.0' ? { prevResult: add.json } : {}));
         assert.equal(del.code, 0, del.stdout);
+        // The veth is retired on DEL and deleted in the background: settle before looking.
+        await h.settle();
         assert.equal(sh('ip', ['-n', ns.name, '-o', 'link', 'show']).includes('eth0'), false, 'eth0 is gone');
         if (version >= '0.4.0') {
           const check = runPlugin(h, pluginEnv(h, 'CHECK', o), conf(version, { prevResult: add.json }));
@@ -200,6 +202,7 @@ describe('knit CNI plugin', { skip }, () => {
       await h.start();
       const after = runPlugin(h, pluginEnv(h, 'DEL', ob), conf('1.0.0'));
       assert.equal(after.code, 0, after.stdout);
+      await h.settle();
       assert.equal(sh('ip', ['-n', b.name, '-o', 'link', 'show']).includes('eth0'), false);
       const noNetns = runPlugin(h, pluginEnv(h, 'DEL', { id: 'never', ifname: 'eth0' }), conf('1.0.0'));
       assert.equal(noNetns.code, 0, 'DEL of an unknown container without CNI_NETNS');
