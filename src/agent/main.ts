@@ -34,6 +34,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  restartWithoutTypeStripper();
   const runDir = values['run-dir'] ?? '/run/knit';
   const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
   try {
@@ -74,4 +75,27 @@ function inInitialNetns(): boolean {
   } catch {
     return false;
   }
+}
+
+const REEXEC_ENV = 'KNIT_DAEMON_REEXEC';
+
+/**
+ * The daemon runs from src/: Node strips each .ts file's types with amaro, a
+ * WebAssembly module that then stays loaded for the life of the process
+ * (~25 MiB of RSS). With a compile cache (bin/knit sets NODE_COMPILE_CACHE) a
+ * start whose modules are all cached never loads it. A start that did load it
+ * (the first one, or one after an edit) has compiled every module the daemon
+ * imports by now: it writes them to the cache and execs itself once, before
+ * opening anything, so the daemon that serves starts warm.
+ */
+function restartWithoutTypeStripper(): void {
+  if (process.env[REEXEC_ENV] !== undefined) {
+    delete process.env[REEXEC_ENV]; // not for the daemon's children
+    return;
+  }
+  const mod = process.getBuiltinModule('node:module');
+  const loaded = (process as { moduleLoadList?: string[] }).moduleLoadList;
+  if (mod.getCompileCacheDir() === undefined || !loaded?.includes('NativeModule internal/deps/amaro/dist/index')) return;
+  mod.flushCompileCache();
+  process.execve?.(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, [REEXEC_ENV]: '1' });
 }

@@ -3,11 +3,14 @@
 // Every handled call answers 200; a failure is the error field in the body
 // (Err for the network driver, Error for IPAM), which dockerd prints as
 // `remote: <message>`. Unknown paths answer 404, which dockerd understands.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PLUGIN_CONTENT_TYPE } from './translate.ts';
 import type { Timings } from '../agent/metrics.ts';
+
+// Not `import`: an ESM import of node:http loads undici, http2, tls and zlib (see agent/daemon.ts).
+const { createServer } = process.getBuiltinModule('node:http');
 
 export type Handler = (body: unknown) => unknown;
 
