@@ -17,6 +17,7 @@ import { parseCniNetConf, parseIpamConf, type CniNetConf, type IpamConf } from '
 import { checkAttachment } from './check.ts';
 import { getLink, setBridgePort, setLink } from '../kernel/link.ts';
 import { IFF_PROMISC } from '../kernel/netlink/constants.ts';
+import { macFromId } from '../kernel/mac.ts';
 import { withNetns, isNetns } from '../kernel/netns.ts';
 import { withSocket } from '../kernel/netlink/socket.ts';
 import { addRoute } from '../kernel/route.ts';
@@ -63,6 +64,9 @@ export class CniService {
   private readonly engine: Engine;
   /** Serializes first-use network creation so concurrent ADDs share one network. */
   private creating: Promise<unknown> = Promise.resolve();
+
+  /** Bridge MACs by network id and bridge name (resultFor). */
+  private readonly bridgeMacs = new Map<string, string>();
 
   /** The daemon's DNS, whose answering addresses an ADD result names; none in tools and tests. */
   private readonly dns: DnsService | undefined;
@@ -381,6 +385,20 @@ export class CniService {
     }
   }
 
+  /**
+   * The bridge's MAC, looked up once per network when it is the one Knit set
+   * on a bridge it made (macFromId): a set MAC stays. An adopted bridge's
+   * follows its ports (the lowest one's), so it is looked up every time.
+   */
+  private bridgeMac(net: Network, bridge: string): string {
+    const key = `${net.id}\0${bridge}`;
+    const known = this.bridgeMacs.get(key);
+    if (known !== undefined) return known;
+    const mac = getLink(this.engine.host.nl, bridge)?.mac ?? '';
+    if (mac === macFromId(net.id)) this.bridgeMacs.set(key, mac);
+    return mac;
+  }
+
   /** hairpinMode and promiscMode as the reference bridge plugin applies them. */
   private applyBridgePortFlags(conf: CniNetConf, net: Network, ep: Endpoint): void {
     if (!ep.hostIfname) return;
@@ -412,18 +430,13 @@ export class CniService {
   private async resultFor(conf: CniNetConf, net: Network, sb: Sandbox, ep: Endpoint): Promise<Result100> {
     const nl = this.engine.host.nl;
     const interfaces: Result100['interfaces'] = [];
-    let hostIdx: number | undefined;
-    if (net.bridge) {
-      const br = getLink(nl, net.bridge);
-      interfaces.push({ name: net.bridge, mac: br?.mac ?? '' });
-    }
-    if (ep.hostIfname) {
-      const peer = getLink(nl, ep.hostIfname);
-      hostIdx = interfaces.length;
-      interfaces.push({ name: ep.hostIfname, mac: peer?.mac ?? '' });
-    }
-    void hostIdx;
-    const inside = withNetns(sb.netnsPath, () => withSocket(undefined, (s) => getLink(s, ep.ifname)));
+    if (net.bridge) interfaces.push({ name: net.bridge, mac: this.bridgeMac(net, net.bridge) });
+    // A veth's ends share the MTU they were made with, and the driver gave the
+    // sandbox end the endpoint's MAC: the host end tells all, with no visit
+    // to the sandbox's namespace.
+    const peer = ep.hostIfname ? getLink(nl, ep.hostIfname) : undefined;
+    if (ep.hostIfname) interfaces.push({ name: ep.hostIfname, mac: peer?.mac ?? '' });
+    const inside = peer ? { mac: ep.mac, mtu: peer.mtu } : withNetns(sb.netnsPath, () => withSocket(undefined, (s) => getLink(s, ep.ifname)));
     const ctr = interfaces.length;
     interfaces.push({ name: ep.ifname, mac: inside?.mac ?? ep.mac, sandbox: sb.netnsPath, ...(inside ? { mtu: inside.mtu } : {}) });
     const ips: IPConfig[] = [];

@@ -13,12 +13,13 @@
 // Why the iptables binary rather than libnftables: Docker's chains live in
 // tables iptables-nft owns; a native nft rule added there makes iptables-nft
 // refuse the whole table ("incompatible"), which would break dockerd. So the
-// rules are written with iptables-restore (a child process, ~10 ms), only
-// when something changed: at start, at each plugin Activate (dockerd sends
-// it when it starts), when a network appears or goes, and when a periodic
-// in-process read (libnftables, read-only) finds the jump or chain missing
+// rules are written with iptables-restore (a child process, ~10 ms, not
+// waited for on the event loop), only when something changed: at start, at
+// each plugin Activate (dockerd sends it when it starts), when a network
+// appears or goes, and when a periodic in-process read (libnftables,
+// read-only) finds the jump or chain missing
 // (dockerd restarted, or someone flushed the ruleset).
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Nft } from '../kernel/nft.ts';
 import { messageOf } from '../lib/errors.ts';
 
@@ -93,9 +94,16 @@ export class DockerUserRules {
     this.#o = o;
   }
 
-  /** Re-checks now (serialised with any check in progress). */
+  /**
+   * Re-checks soon (serialised with any check in progress): never in the
+   * caller's turn of the event loop, so a plugin call that asks for a check
+   * (CreateNetwork, Activate) has replied before the ruleset is read.
+   */
   check(): Promise<void> {
-    this.#running = this.#running.then(() => this.#checkAll()).catch((err: unknown) => this.#o.log(`docker-user: ${messageOf(err)}`));
+    this.#running = this.#running
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => this.#checkAll())
+      .catch((err: unknown) => this.#o.log(`docker-user: ${messageOf(err)}`));
     return this.#running;
   }
 
@@ -124,11 +132,27 @@ export class DockerUserRules {
       const want = restoreText(bridges, st.dockerBridges, !st.jumpFirst);
       const signature = `${bridges.join(',')}|${st.dockerBridges.join(',')}`;
       if (st.jumpFirst && st.knitRules === want.rules && this.#applied.get(family) === signature) continue;
-      const bin = family === 'ip' ? 'iptables-restore' : 'ip6tables-restore';
-      const r = spawnSync(bin, ['-w', '--noflush'], { input: want.text, encoding: 'utf8', timeout: 30_000 });
-      if (r.status !== 0) throw new Error(`${bin} failed: ${(r.stderr || r.error?.message || '').trim()}`);
+      await restore(family === 'ip' ? 'iptables-restore' : 'ip6tables-restore', want.text);
       this.#applied.set(family, signature);
       this.#o.log(`docker-user: ${family} FORWARD accepts Knit bridges ${bridges.join(', ') || '(none)'} via DOCKER-USER`);
     }
   }
+}
+
+/**
+ * Runs iptables-restore (~10 ms) without holding up the event loop: plugin
+ * calls that arrive meanwhile are answered.
+ */
+function restore(bin: string, input: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, ['-w', '--noflush'], { stdio: ['pipe', 'ignore', 'pipe'], timeout: 30_000 });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.once('error', (err) => reject(new Error(`${bin} failed: ${err.message}`)));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${bin} failed (${signal ?? `exit ${code}`}): ${stderr.trim()}`));
+    });
+    child.stdin.end(input);
+  });
 }

@@ -9,7 +9,7 @@ import { KnitError, invalid, notFound } from '../lib/errors.ts';
 import { familyOf, parsePrefix } from '../lib/ip.ts';
 import { findOverlap } from '../ipam/overlap.ts';
 import { validateSubnets } from '../ipam/pool.ts';
-import { DockerRecords, pendingOwner, reservationKey, type DockerPool } from './records.ts';
+import { DockerRecords, addressHolder, pendingOwner, reservationKey, type DockerPool } from './records.ts';
 import {
   GATEWAY_REQUEST,
   GLOBAL_ADDRESS_SPACE,
@@ -88,7 +88,7 @@ export class DockerIpamDriver {
     const pool = await this.records.pool(PoolID);
     if (!pool) return {};
     if (!pool.networkId) await this.engine.ipam.deleteNetwork(reservationKey(PoolID));
-    await this.records.pools.delete(PoolID);
+    await this.records.deletePool(PoolID);
     return {};
   }
 
@@ -134,10 +134,10 @@ export class DockerIpamDriver {
     const pool = await this.records.pool(req.PoolID);
     if (!pool?.networkId || !req.Address) return {};
     const ip = stripLen(req.Address);
-    const held = (await this.engine.ipam.allocations(pool.networkId)).find((a) => a.ip === ip);
+    const owner = await addressHolder(this.engine.state.store, pool.networkId, ip);
     // An endpoint's address is freed with the endpoint (DeleteEndpoint comes first);
     // only what no live endpoint holds is Docker's to release here.
-    if (held && (isPending(held.owner) || !(await this.engine.endpoint(held.owner)))) {
+    if (owner !== undefined && (isPending(owner) || !(await this.engine.endpoint(owner)))) {
       await this.engine.ipam.release(pool.networkId, ip);
     }
     return {};

@@ -7,7 +7,7 @@ import type { Network } from '../model/index.ts';
 import { KnitError, notFound } from '../lib/errors.ts';
 import { familyOf } from '../lib/ip.ts';
 import { macFromIPv4, randomMac } from '../kernel/mac.ts';
-import { DockerRecords, pendingOwner } from './records.ts';
+import { DockerRecords, addressHolder, pendingOwner } from './records.ts';
 import { isPending } from './ipam-driver.ts';
 import {
   CreateEndpointRequest,
@@ -71,7 +71,7 @@ export class DockerNetworkDriver {
       await this.deleteEndpointNow(ep.id);
     }
     await this.engine.deleteNetwork(net.name);
-    for (const p of await this.records.allPools()) if (p.networkId === NetworkID) await this.records.pools.delete(p.id);
+    for (const p of await this.records.allPools()) if (p.networkId === NetworkID) await this.records.deletePool(p.id);
     this.onNetworksChanged();
     return {};
   }
@@ -183,7 +183,7 @@ export class DockerNetworkDriver {
 
   /** After a restart: addresses of endpoints that had not joined yet are held again. */
   async restore(log: (m: string) => void): Promise<void> {
-    for (const rec of (await this.records.endpoints.list()).map((r) => r.value)) {
+    for (const rec of await this.records.allEndpoints()) {
       if (await this.engine.endpoint(rec.id)) continue;
       const net = await this.networkById(rec.networkId);
       if (!net) continue;
@@ -205,7 +205,7 @@ export class DockerNetworkDriver {
       await this.engine.disconnectEndpoint(id);
       if (sb?.origin === 'docker') await this.dropSandboxIfEmpty(sb.name);
     }
-    await this.records.endpoints.delete(id);
+    await this.records.deleteEndpoint(id);
   }
 
   private async dropSandboxIfEmpty(name: string): Promise<void> {
@@ -218,19 +218,17 @@ export class DockerNetworkDriver {
   /** Makes sure the address is allocated in Knit's Ipam (Docker's own IPAM may have chosen it). */
   private async hold(net: Network, cidr: string): Promise<void> {
     const ip = stripLen(cidr);
-    const held = (await this.engine.ipam.allocations(net.id)).find((a) => a.ip === ip);
-    if (held) return;
+    if ((await addressHolder(this.engine.state.store, net.id, ip)) !== undefined) return;
     await this.engine.ipam.allocate(net.id, { family: familyOf(ip) ?? 4, ip, owner: pendingOwner('endpoint', ip) });
   }
 
   private async pendingOf(netId: string, cidrs: (string | undefined)[]): Promise<string[]> {
-    const allocs = await this.engine.ipam.allocations(netId);
     const out: string[] = [];
     for (const cidr of cidrs) {
       if (!cidr) continue;
       const ip = stripLen(cidr);
-      const a = allocs.find((x) => x.ip === ip);
-      if (a && isPending(a.owner)) out.push(ip);
+      const owner = await addressHolder(this.engine.state.store, netId, ip);
+      if (owner !== undefined && isPending(owner)) out.push(ip);
     }
     return out;
   }

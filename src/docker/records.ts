@@ -5,6 +5,8 @@
 import * as z from 'zod';
 import type { Store } from '../store/store.ts';
 import { Records } from '../store/records.ts';
+import { allocKey } from '../ipam/keys.ts';
+import { parseIP } from '../lib/ip.ts';
 
 export const DockerPool = z.object({
   id: z.string(),
@@ -29,35 +31,73 @@ export const DockerEndpoint = z.object({
 });
 export type DockerEndpoint = z.infer<typeof DockerEndpoint>;
 
+/**
+ * Knit's daemon is the only writer of these keys, so reads come from an
+ * in-memory copy loaded once and kept up to date write-through (as the
+ * engine's State does): a plugin call reads its pool or endpoint without a
+ * store read and a schema check, and a write needs no read of the revision
+ * first. The copy changes only after the store write succeeded.
+ */
 export class DockerRecords {
-  readonly pools: Records<DockerPool>;
-  readonly endpoints: Records<DockerEndpoint>;
+  readonly #pools: Records<DockerPool>;
+  readonly #endpoints: Records<DockerEndpoint>;
+  readonly #store: Store;
+  #cache: Promise<{ pools: Map<string, DockerPool>; endpoints: Map<string, DockerEndpoint> }> | undefined;
 
   constructor(store: Store) {
-    this.pools = new Records(store, 'docker-pools', DockerPool);
-    this.endpoints = new Records(store, 'docker-endpoints', DockerEndpoint);
+    this.#store = store;
+    this.#pools = new Records(store, 'docker-pools', DockerPool);
+    this.#endpoints = new Records(store, 'docker-endpoints', DockerEndpoint);
+  }
+
+  #load() {
+    this.#cache ??= (async () => ({
+      pools: new Map((await this.#pools.list()).map((r) => [r.id, r.value])),
+      endpoints: new Map((await this.#endpoints.list()).map((r) => [r.id, r.value])),
+    }))();
+    return this.#cache;
   }
 
   async pool(id: string): Promise<DockerPool | undefined> {
-    return (await this.pools.get(id))?.value;
+    return (await this.#load()).pools.get(id);
   }
 
   async allPools(): Promise<DockerPool[]> {
-    return (await this.pools.list()).map((r) => r.value);
+    return [...(await this.#load()).pools.values()];
   }
 
   async putPool(p: DockerPool): Promise<void> {
-    const cur = await this.pools.get(p.id);
-    await this.pools.put(p.id, p, cur?.modRevision ?? 0);
+    const c = await this.#load();
+    await this.#store.txn([], [this.#pools.putOp(p.id, p)]);
+    c.pools.set(p.id, p);
+  }
+
+  async deletePool(id: string): Promise<void> {
+    const c = await this.#load();
+    await this.#pools.delete(id);
+    c.pools.delete(id);
   }
 
   async endpoint(id: string): Promise<DockerEndpoint | undefined> {
-    return (await this.endpoints.get(id))?.value;
+    return (await this.#load()).endpoints.get(id);
+  }
+
+  async allEndpoints(): Promise<DockerEndpoint[]> {
+    return [...(await this.#load()).endpoints.values()];
   }
 
   async putEndpoint(e: DockerEndpoint): Promise<void> {
-    const cur = await this.endpoints.get(e.id);
-    await this.endpoints.put(e.id, e, cur?.modRevision ?? 0);
+    const c = await this.#load();
+    await this.#store.txn([], [this.#endpoints.putOp(e.id, e)]);
+    c.endpoints.set(e.id, e);
+  }
+
+  async deleteEndpoint(id: string): Promise<void> {
+    const c = await this.#load();
+    // An id never recorded (DeleteEndpoint repeated, or for a foreign endpoint) costs no write.
+    if (!c.endpoints.has(id)) return;
+    await this.#endpoints.delete(id);
+    c.endpoints.delete(id);
   }
 }
 
@@ -69,4 +109,15 @@ export function reservationKey(poolId: string): string {
 /** The owner of an address Docker requested before an endpoint holds it. */
 export function pendingOwner(poolId: string, ip: string): string {
   return `docker-pending:${poolId}:${ip}`;
+}
+
+/**
+ * Who holds `ip` on the network in Knit's Ipam (undefined: free). One key
+ * read, where Ipam.allocations() reads and parses every address of the
+ * network: a plugin call on a network with many containers stays as cheap as
+ * on an empty one.
+ */
+export async function addressHolder(store: Store, network: string, ip: string): Promise<string | undefined> {
+  const { family, addr } = parseIP(ip, 'ip');
+  return (await store.get(allocKey(network, family, addr)))?.value;
 }

@@ -8,10 +8,13 @@ import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { ownerAlias } from './driver.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
 import { createBridge, createVeth, deleteLink, getLink, setBridgePort, setLink } from '../kernel/link.ts';
+import type { Link } from '../kernel/link.ts';
 import { addAddress, listAddresses } from '../kernel/addr.ts';
 import type { Route } from '../kernel/route.ts';
 import { configureInterface } from '../kernel/iface.ts';
 import { NetlinkError, NetlinkSocket } from '../kernel/netlink/socket.ts';
+import * as C from '../kernel/netlink/constants.ts';
+import { message, nested, str, u8 } from '../kernel/netlink/message.ts';
 import { openNetnsFd, closeFd } from '../kernel/netns.ts';
 import { setSysctl } from '../kernel/sysctl.ts';
 import { macFromId } from '../kernel/mac.ts';
@@ -56,35 +59,38 @@ export const bridgeDriver: NetworkDriver = {
   },
 
   async attach(host, net, sb, ep) {
-    const br = getLink(host.nl, bridgeName(net));
-    if (!br) throw new KnitError('internal', `bridge ${bridgeName(net)} of network ${net.name} is missing`);
+    if (ep.hostPeer) return attachHostPeer(host, net, ep);
     const hostIf = ep.hostIfname as string;
-    if (ep.hostPeer) {
-      const existing = getLink(host.nl, hostIf);
-      if (existing && existing.alias !== ownerAlias('ep', ep.id)) deleteLink(host.nl, existing.index);
-      await attachHostPeer(host, net, br.index, ep, existing !== undefined && existing.alias === ownerAlias('ep', ep.id));
-      return;
-    }
     // A link retired moments ago may still hold this name in the sandbox (a quick DEL then ADD).
     await host.reaper.clear({ netnsPath: sb.netnsPath, ifname: ep.ifname });
-    // The usual case is a name nobody holds: create first, and look at what is
+    // The usual case is a name nobody holds: create first (port settings and
+    // the look at the new link in the same datagram), and look at what is
     // there only when the kernel says the name is taken (a retried attach).
-    if (!tryCreateVeth(host, net, sb, ep, br.index)) {
+    const noted = bridgeIndexes.get(host)?.has(bridgeName(net)) === true;
+    let brIndex = bridgeIndex(host, net);
+    let link: Link | false;
+    try {
+      link = tryCreateVeth(host, net, sb, ep, brIndex);
+    } catch (err) {
+      // The bridge may have been made again since its index was noted: look it up once more.
+      if (!noted) throw err;
+      brIndex = bridgeIndex(host, net, true);
+      link = tryCreateVeth(host, net, sb, ep, brIndex);
+    }
+    let reused = false;
+    if (!link) {
       const existing = getLink(host.nl, hostIf);
-      const peerOk = existing && existing.alias === ownerAlias('ep', ep.id) && sandboxHas(sb, ep);
-      if (!peerOk) {
+      reused = existing !== undefined && existing.alias === ownerAlias('ep', ep.id) && sandboxHas(sb, ep);
+      if (reused) link = existing as Link;
+      else {
         if (existing) deleteLink(host.nl, existing.index);
-        if (!tryCreateVeth(host, net, sb, ep, br.index)) {
-          throw new KnitError('conflict', `veth ${hostIf} for ${sb.name} on ${net.name}: the name, or ${ep.ifname} in the sandbox, is taken`);
-        }
+        link = tryCreateVeth(host, net, sb, ep, brIndex);
+        if (!link) throw new KnitError('conflict', `veth ${hostIf} for ${sb.name} on ${net.name}: the name, or ${ep.ifname} in the sandbox, is taken`);
       }
     }
-    const link = getLink(host.nl, hostIf);
-    if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
-    if (link.master !== br.index) setLink(host.nl, link.index, { master: br.index, up: true });
-    // Isolated ports talk only to the bridge itself: that is icc=false.
-    // Hairpin lets a sandbox reach itself through its own published port.
-    setBridgePort(host.nl, link.index, { isolated: !net.icc, hairpin: true });
+    if (link.master !== brIndex) setLink(host.nl, link.index, { master: brIndex, up: true });
+    // A veth made here got its port settings in its create's datagram.
+    if (reused) setBridgePort(host.nl, link.index, portSettings(net));
     applyBandwidth(host, ep, link);
     configureSandbox(net, sb, ep, link.peerIndex);
     // Best effort, and not needed for the reply: it goes out right after it.
@@ -93,7 +99,8 @@ export const bridgeDriver: NetworkDriver = {
 
   detach(host, _net, sb, ep) {
     // Retired, not deleted: the delete's RCU wait is paid once per batch, off the request path.
-    if (ep.hostIfname) host.reaper.retire(ep.hostIfname, { netnsPath: ep.hostPeer ? host.netnsPath : sb.netnsPath, ifname: ep.hostPeer ?? ep.ifname });
+    if (ep.hostPeer) retireHostPeer(host, ep);
+    else if (ep.hostIfname) host.reaper.retire(ep.hostIfname, { netnsPath: sb.netnsPath, ifname: ep.ifname });
     removeBandwidth(host, ep);
   },
 
@@ -119,28 +126,139 @@ export const bridgeDriver: NetworkDriver = {
  * dockerd moves the peer (named ep.hostPeer) into the container, renames it
  * and sets its addresses. The MAC is set here, so neighbours learn the same
  * MAC whichever side configures the rest.
+ *
+ * One datagram in the usual case: the create, its alias and the port
+ * settings (addressed by name: no lookup of what was just made). What holds
+ * a name is looked at only when the kernel says it is taken (a retried Join,
+ * a link left behind).
  */
-async function attachHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoint, exists: boolean): Promise<void> {
+async function attachHostPeer(host: Host, net: Network, ep: Endpoint): Promise<void> {
   const hostIf = ep.hostIfname as string;
-  if (!exists) {
-    await host.reaper.clear({ netnsPath: host.netnsPath, ifname: ep.hostPeer as string });
-    const stale = getLink(host.nl, ep.hostPeer as string);
-    if (stale && stale.alias === undefined) deleteLink(host.nl, stale.index);
-    try {
-      createVeth(host.nl, { name: hostIf, peerName: ep.hostPeer as string, peerMac: ep.mac, mtu: net.mtu, master: brIndex, up: true, alias: ownerAlias('ep', ep.id) });
-    } catch (err) {
-      throw new KnitError('internal', `creating veth ${hostIf}/${ep.hostPeer} on ${net.name}: ${messageOf(err)}`, { cause: err });
+  // A pair retired moments ago holds both names until the reap.
+  await host.reaper.clear({ netnsPath: host.netnsPath, ifname: ep.hostPeer as string });
+  await host.reaper.clear({ netnsPath: host.netnsPath, ifname: hostIf });
+  const noted = bridgeIndexes.get(host)?.has(bridgeName(net)) === true;
+  let created: boolean;
+  try {
+    created = tryCreateHostPeer(host, net, bridgeIndex(host, net), ep);
+  } catch (err) {
+    // The bridge may have been made again since its index was noted: look it up once more.
+    if (!noted) throw err;
+    created = tryCreateHostPeer(host, net, bridgeIndex(host, net, true), ep);
+  }
+  if (!created) {
+    const brIndex = bridgeIndex(host, net, true);
+    const existing = getLink(host.nl, hostIf);
+    if (existing && isOwnHostPeer(host, existing, ep)) {
+      // This endpoint's own veth (the Join again): it needs only to be on the bridge, up, with its port settings.
+      if (existing.master !== brIndex || !existing.up) setLink(host.nl, existing.index, { master: brIndex, up: true });
+      setBridgePort(host.nl, existing.index, portSettings(net));
+    } else {
+      if (existing) deleteLink(host.nl, existing.index);
+      const stale = getLink(host.nl, ep.hostPeer as string);
+      if (stale && stale.alias === undefined) deleteLink(host.nl, stale.index);
+      if (!tryCreateHostPeer(host, net, brIndex, ep)) {
+        throw new KnitError('conflict', `veth ${hostIf}/${ep.hostPeer} on ${net.name}: a name is taken by an interface Knit did not make`);
+      }
     }
   }
-  const link = getLink(host.nl, hostIf);
-  if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
-  if (link.master !== brIndex) setLink(host.nl, link.index, { master: brIndex, up: true });
-  setBridgePort(host.nl, link.index, { isolated: !net.icc, hairpin: true });
-  applyBandwidth(host, ep, link);
+  if (ep.bandwidth) {
+    const link = getLink(host.nl, hostIf);
+    if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
+    applyBandwidth(host, ep, link);
+  }
   // The container end has no address yet: announce from the bridge, so that
   // peers replace a neighbour entry left by an earlier holder of the address.
   // Best effort, and not needed for the reply: it goes out right after it.
   setImmediate(() => announce(host.netnsPath, bridgeName(net), ep));
+}
+
+/**
+ * The link holding the endpoint's host-side name is the veth an earlier
+ * Join made: the alias alone does not say so (the create's datagram sets it
+ * by name even when the create fails with EEXIST), its peer does: named
+ * ep.hostPeer, in this namespace, with the endpoint's MAC.
+ */
+function isOwnHostPeer(host: Host, link: Link, ep: Endpoint): boolean {
+  if (link.kind !== 'veth' || link.alias !== ownerAlias('ep', ep.id) || link.peerIndex === undefined || link.linkNetnsId !== undefined) return false;
+  const peer = getLink(host.nl, link.peerIndex);
+  return peer !== undefined && peer.name === ep.hostPeer && peer.mac.toLowerCase() === ep.mac.toLowerCase();
+}
+
+/**
+ * Bridge ifindexes by bridge name, per host, noted at a Join's first use:
+ * a link lookup takes the rtnl lock like any change, and waits behind every
+ * link delete on the machine. An index is never handed out again (the
+ * kernel counts up), so a noted one names this bridge or nothing; a create
+ * that fails with it looks the bridge up again (attachHostPeer).
+ */
+const bridgeIndexes = new WeakMap<Host, Map<string, number>>();
+
+function bridgeIndex(host: Host, net: Network, fresh = false): number {
+  const name = bridgeName(net);
+  let known = bridgeIndexes.get(host);
+  if (!known) bridgeIndexes.set(host, (known = new Map()));
+  const index = fresh ? undefined : known.get(name);
+  if (index !== undefined) return index;
+  const br = getLink(host.nl, name);
+  if (!br) throw new KnitError('internal', `bridge ${name} of network ${net.name} is missing`);
+  known.set(name, br.index);
+  return br.index;
+}
+
+/** The veth of a Docker endpoint, on the bridge, up, with its port settings; false when a name is taken (EEXIST). */
+function tryCreateHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoint): boolean {
+  const hostIf = ep.hostIfname as string;
+  try {
+    createVeth(host.nl, {
+      name: hostIf,
+      peerName: ep.hostPeer as string,
+      peerMac: ep.mac,
+      mtu: net.mtu,
+      master: brIndex,
+      up: true,
+      alias: ownerAlias('ep', ep.id),
+      then: [{ msg: bridgePortByName(hostIf, portSettings(net)), op: `set bridge port ${hostIf}` }],
+    });
+    return true;
+  } catch (err) {
+    if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
+    throw new KnitError('internal', `creating veth ${hostIf}/${ep.hostPeer} on ${net.name}: ${messageOf(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Bridge port flags of the port named `name`, as `ip link set NAME type
+ * bridge_slave ...` sends them: the bridge's slave_changelink finds the port
+ * by name, where the AF_BRIDGE setlink needs its ifindex.
+ */
+function bridgePortByName(name: string, o: { isolated: boolean; hairpin: boolean }): Buffer {
+  const port = [u8(C.IFLA_BRPORT_MODE, o.hairpin ? 1 : 0), u8(C.IFLA_BRPORT_ISOLATED, o.isolated ? 1 : 0)];
+  const linkinfo = nested(C.IFLA_LINKINFO, [str(C.IFLA_INFO_SLAVE_KIND, 'bridge'), nested(IFLA_INFO_SLAVE_DATA, port)]);
+  // struct ifinfomsg, all zero: the link is named by IFLA_IFNAME.
+  return message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, name), linkinfo]);
+}
+
+/** Not in constants.ts yet: the port attributes of a link's master (linux/if_link.h). */
+const IFLA_INFO_SLAVE_DATA = 5;
+
+/**
+ * A Docker endpoint's veth is retired by its container end: by
+ * DeleteEndpoint dockerd has taken that end down and moved it back under
+ * its first name (its part of Leave), so retiring it takes no RCU wait,
+ * where taking the bridge end down would (0.15 ms alone, milliseconds behind
+ * other link changes on a busy host). Deleting either end deletes the pair.
+ * When the container end is not here (dockerd left it in the container, or
+ * it went with the container's namespace) the bridge end is retired, as for
+ * any endpoint: the reaper counts a link only when it found it.
+ */
+function retireHostPeer(host: Host, ep: Endpoint): void {
+  const hostIf = ep.hostIfname as string;
+  const peer = ep.hostPeer as string;
+  const before = host.reaper.size;
+  host.reaper.retire(peer, { netnsPath: host.netnsPath, ifname: hostIf });
+  if (host.reaper.size > before) return;
+  host.reaper.retire(hostIf, { netnsPath: host.netnsPath, ifname: peer });
 }
 
 /** Gratuitous ARP / unsolicited NA for the endpoint's addresses; best effort. */
@@ -156,14 +274,16 @@ function announce(netnsPath: string, ifname: string, ep: Endpoint): void {
 }
 
 /**
- * The veth with its sandbox end born inside the sandbox's namespace; false
- * when a name is taken (EEXIST), so the caller can look at what holds it.
+ * The veth with its sandbox end born inside the sandbox's namespace, and its
+ * host end as made; false when a name is taken (EEXIST), so the caller can
+ * look at what holds it.
  */
-function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, master: number): boolean {
+function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, master: number): Link | false {
   const hostIf = ep.hostIfname as string;
   const nsfd = openNetnsFd(sb.netnsPath);
+  let link: Link | undefined;
   try {
-    createVeth(host.nl, {
+    link = createVeth(host.nl, {
       name: hostIf,
       peerName: ep.ifname,
       peerNetnsFd: nsfd,
@@ -172,14 +292,25 @@ function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, mast
       master,
       up: true,
       alias: ownerAlias('ep', ep.id),
+      report: true,
+      then: [{ msg: bridgePortByName(hostIf, portSettings(net)), op: `set bridge port ${hostIf}` }],
     });
-    return true;
   } catch (err) {
     if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
     throw new KnitError('internal', `creating veth ${hostIf} for ${sb.name} on ${net.name}: ${messageOf(err)}`, { cause: err });
   } finally {
     closeFd(nsfd);
   }
+  if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
+  return link;
+}
+
+/**
+ * Isolated ports talk only to the bridge itself: that is icc=false.
+ * Hairpin lets a sandbox reach itself through its own published port.
+ */
+function portSettings(net: Network): { isolated: boolean; hairpin: boolean } {
+  return { isolated: !net.icc, hairpin: true };
 }
 
 /**

@@ -224,8 +224,10 @@ export class Engine extends EventEmitter<EngineEvents> {
         // Not recorded, so not Knit's: never adopt (or later delete) someone else's namespace.
         throw conflict(`a network namespace already exists at ${sb.netnsPath}; remove it (ip netns del ${sb.name}) or choose another sandbox name`, 'name');
       }
-      await this.state.putSandbox(sb, true);
       const attaches = req.networks ?? [];
+      // Nothing to make (a namespace made by someone else, no networks yet): one write, already ready.
+      const nothingToMake = !sb.ownsNetns && attaches.length === 0;
+      await this.state.putSandbox(nothingToMake ? { ...sb, state: 'ready' } : sb, true);
       // File creates (the netns mount point, the /etc/netns dir) cost most of
       // a millisecond on some filesystems: they run on the libuv pool while
       // the first attach allocates and records, and are awaited before the
@@ -240,12 +242,15 @@ export class Engine extends EventEmitter<EngineEvents> {
       };
       const made: Endpoint[] = [];
       try {
+        const ready: Sandbox = { ...sb, state: 'ready' };
         for (const [i, a] of attaches.entries()) {
           const net = await this.network(a.network);
-          made.push(await this.attach(net, sb, { ...a, sandbox: sb.name }, i === 0 && a.defaultRoute !== false, makeNetns));
+          // The last attach marks the sandbox ready in the write that marks its endpoint ready.
+          const last = i === attaches.length - 1 ? ready : undefined;
+          made.push(await this.attach(net, sb, { ...a, sandbox: sb.name }, i === 0 && a.defaultRoute !== false, makeNetns, last));
         }
         await makeNetns();
-        await this.state.putSandbox({ ...sb, state: 'ready' });
+        if (!nothingToMake && attaches.length === 0) await this.state.putSandbox(ready);
       } catch (err) {
         await this.undo(`sandbox ${sb.name}`, [
           ...made.reverse().map((ep) => () => this.removeEndpointLocked(ep, sb)),
@@ -421,12 +426,18 @@ export class Engine extends EventEmitter<EngineEvents> {
     defaultRoute: boolean,
     /** Runs after the endpoint is recorded, before the kernel work (createSandbox makes the netns here). */
     beforeKernel?: () => Promise<void>,
+    /** Written with the ready endpoint, in one transaction (createSandbox's last attach). */
+    readySandbox?: Sandbox,
   ): Promise<Endpoint> {
     const all = await this.state.endpoints();
     const mine = all.filter((e) => e.sandboxId === sb.id);
     const prior = mine.find((e) => e.networkId === net.id);
     if (prior) {
-      if (prior.state === 'ready') return prior; // idempotent: the same attach again
+      if (prior.state === 'ready') {
+        // Idempotent: the same attach again.
+        if (readySandbox) await this.state.putSandbox(readySandbox);
+        return prior;
+      }
       throw conflict(`sandbox '${sb.name}' is being attached to '${net.name}' already`);
     }
     const driver = driverFor(net.driver);
@@ -487,7 +498,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       await driver.attach(this.host, net, sb, ep);
       if (mappings.length) this.host.firewall.addPorts(firewallPorts(ep));
       const ready: Endpoint = { ...ep, state: 'ready' };
-      await this.state.putEndpoint(ready);
+      await this.state.putEndpoint(ready, readySandbox);
       this.emit('endpoint-up', ready, net, sb);
       return ready;
     } catch (err) {

@@ -71,10 +71,12 @@ export class State {
     else await this.store.txn([], [this.sbs.putOp(s.name, s)]);
     c.sbs.set(s.name, s);
   }
-  async putEndpoint(e: Endpoint): Promise<void> {
+  /** With `s`, the sandbox too, in the same transaction. */
+  async putEndpoint(e: Endpoint, s?: Sandbox): Promise<void> {
     const c = await this.load();
-    await this.store.txn([], [this.eps.putOp(e.id, e)]);
+    await this.store.txn([], s ? [this.eps.putOp(e.id, e), this.sbs.putOp(s.name, s)] : [this.eps.putOp(e.id, e)]);
     c.eps.set(e.id, e);
+    if (s) c.sbs.set(s.name, s);
   }
   async deleteNetwork(name: string): Promise<void> {
     const c = await this.load();

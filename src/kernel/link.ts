@@ -110,9 +110,10 @@ const CREATE = C.NLM_F_CREATE | C.NLM_F_EXCL;
 
 /**
  * Sends the create, plus a set for the alias (the kernel takes IFLA_IFALIAS
- * only on change), in one datagram.
+ * only on change) and the caller's `then` requests, in one datagram; with
+ * `report`, a get of the new link too, whose answer is returned.
  */
-function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: Buffer[], alias: string | undefined, op: string): void {
+function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: Buffer[], alias: string | undefined, op: string, report = false, then: Request[] = []): Link | undefined {
   const reqs: Request[] = [
     { msg: message(C.RTM_NEWLINK, CREATE, ifinfomsg(0, up), [str(C.IFLA_IFNAME, name), ...attrs]), op },
   ];
@@ -122,7 +123,16 @@ function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: 
       op: `set alias of ${name}`,
     });
   }
-  s.batch(reqs);
+  reqs.push(...then);
+  if (!report) {
+    s.batch(reqs);
+    return undefined;
+  }
+  // The get rides in the same datagram: a lookup of its own, right after the
+  // create, waits behind the kernel work the new link set off (~0.4 ms here).
+  reqs.push({ msg: message(C.RTM_GETLINK, 0, ifinfomsg(0), [str(C.IFLA_IFNAME, name)]), op: `get link ${name}` });
+  const m = s.batchQuery(reqs).find((x) => x.type === C.RTM_NEWLINK);
+  return m === undefined ? undefined : decodeLink(m);
 }
 
 export function createBridge(
@@ -144,9 +154,14 @@ export interface VethOptions extends Common {
   peerMtu?: number;
   /** Brings up this end. The peer is always born down: the kernel refuses to open it before the pair is linked (ENOTCONN), so set it up from its own netns. */
   up?: boolean;
+  /** Return this end as the kernel reports it once made (index, MAC, peerIndex), asked in the same datagram. */
+  report?: boolean;
+  /** Requests for the same datagram, right after the create (settings of the new link, addressed by name). */
+  then?: Request[];
 }
 
-export function createVeth(s: NetlinkSocket, o: VethOptions): void {
+/** The veth pair; with `report`, this end as made (undefined only if it vanished at once). */
+export function createVeth(s: NetlinkSocket, o: VethOptions): Link | undefined {
   checkName(o.name);
   checkName(o.peerName, 'peerName');
   const peerAttrs = [str(C.IFLA_IFNAME, o.peerName)];
@@ -156,7 +171,7 @@ export function createVeth(s: NetlinkSocket, o: VethOptions): void {
   if (o.peerNetnsFd !== undefined) peerAttrs.push(u32(C.IFLA_NET_NS_FD, o.peerNetnsFd));
   // VETH_INFO_PEER carries a whole ifinfomsg, then the peer's attributes.
   const peer = nested(C.VETH_INFO_PEER, [ifinfomsg(0), ...peerAttrs]);
-  create(s, o.name, o.up, [...commonAttrs(o), linkinfo('veth', [peer])], o.alias, `create veth ${o.name}/${o.peerName}`);
+  return create(s, o.name, o.up, [...commonAttrs(o), linkinfo('veth', [peer])], o.alias, `create veth ${o.name}/${o.peerName}`, o.report === true, o.then);
 }
 
 export interface VxlanOptions extends Common {

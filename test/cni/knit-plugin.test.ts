@@ -121,6 +121,29 @@ describe('knit CNI plugin', { skip }, () => {
     });
   }
 
+  it("ADD's interfaces carry the kernel's names, MACs and MTU (bridge, host veth, container), ADD after ADD", () => {
+    const link = (args: string[]) => (JSON.parse(sh('ip', ['-j', ...args])) as { ifname: string; address: string; mtu: number }[])[0];
+    const nss = [makeNetns('kntc'), makeNetns('kntc')];
+    try {
+      for (const [i, ns] of nss.entries()) {
+        const o = { id: `ctr-ifaces-${i}`, netns: ns.path, ifname: 'eth0' };
+        const add = runPlugin(h, pluginEnv(h, 'ADD', o), conf('1.1.0'));
+        assert.equal(add.code, 0, add.stdout + add.stderr);
+        const [br, veth, ctr] = add.json.interfaces as { name: string; mac: string; mtu?: number; sandbox?: string }[];
+        const kbr = link(['-n', h.ns, 'link', 'show', 'dev', 'kn-net1']);
+        const kveth = link(['-n', h.ns, 'link', 'show', 'dev', veth?.name ?? '']);
+        const kctr = link(['-n', ns.name, 'link', 'show', 'dev', 'eth0']);
+        assert.deepEqual(br, { name: 'kn-net1', mac: kbr?.address });
+        assert.deepEqual(veth, { name: kveth?.ifname, mac: kveth?.address });
+        assert.deepEqual(ctr, { name: 'eth0', mac: kctr?.address, mtu: kctr?.mtu, sandbox: ns.path });
+        const del = runPlugin(h, pluginEnv(h, 'DEL', o), conf('1.1.0'));
+        assert.equal(del.code, 0, del.stdout);
+      }
+    } finally {
+      for (const ns of nss) removeNetns(ns.name);
+    }
+  });
+
   it('gives every error code its trigger', () => {
     const ns = makeNetns('kntc');
     try {

@@ -16,6 +16,8 @@ import {
   setLink,
 } from '../../src/kernel/link.ts';
 import { NetlinkError, NetlinkSocket } from '../../src/kernel/netlink/socket.ts';
+import * as C from '../../src/kernel/netlink/constants.ts';
+import { message, nested, str, u8 } from '../../src/kernel/netlink/message.ts';
 import { closeFd, openNetnsFd } from '../../src/kernel/netns.ts';
 import { ipIn, makeNetns, sh } from '../helpers/netns.ts';
 
@@ -116,6 +118,25 @@ describe('links', { skip: process.getuid?.() !== 0 }, () => {
     } finally {
       cs.close();
     }
+  });
+
+  it('createVeth with report returns the new end, and sends `then` in the same datagram', () => {
+    const br = getLink(s, 'br0');
+    assert.ok(br);
+    // `ip link set vr1 type bridge_slave hairpin on`, addressed by name.
+    const port = nested(5 /* IFLA_INFO_SLAVE_DATA */, [u8(C.IFLA_BRPORT_MODE, 1)]);
+    const msg = message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, 'vr1'), nested(C.IFLA_LINKINFO, [str(C.IFLA_INFO_SLAVE_KIND, 'bridge'), port])]);
+    const l = createVeth(s, { name: 'vr1', peerName: 'eth1', peerNetnsFd: ctrFd, master: br.index, up: true, peerMac: '02:00:00:00:00:13', alias: 'mine', report: true, then: [{ msg, op: 'hairpin vr1' }] });
+    const h = ipLink(host.name, 'vr1');
+    assert.equal(l?.index, h.ifindex);
+    assert.equal(l?.mac, h.address);
+    assert.equal(l?.master, br.index);
+    assert.equal(l?.peerIndex, ipLink(ctr.name, 'eth1').ifindex);
+    assert.equal(l?.alias, 'mine');
+    assert.equal(getBridgePort(s, h.ifindex)?.hairpin, true);
+    // A name taken fails as before (EEXIST), report or not.
+    assert.throws(() => createVeth(s, { name: 'vr1', peerName: 'eth9', report: true }), (e: unknown) => e instanceof NetlinkError && e.code === 'EEXIST');
+    assert.equal(createVeth(s, { name: 'vr2', peerName: 'vr2p' }), undefined);
   });
 
   it('setLink changes mtu, mac, alias, group, up and master, and renames', () => {

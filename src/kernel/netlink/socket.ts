@@ -164,6 +164,17 @@ export class NetlinkSocket {
     return this.exchange(reqs, NLM_F_ACK).errors;
   }
 
+  /**
+   * Several requests in one datagram, one ack each, as batch(); returns the
+   * data messages the gets among them were answered with.
+   */
+  batchQuery(reqs: Request[]): Parsed[] {
+    const ex = this.exchange(reqs, NLM_F_ACK);
+    const err = ex.firstError();
+    if (err !== undefined) throw err;
+    return ex.data;
+  }
+
   /** A request answered by data messages (a get with ACK, or a dump). */
   query(msg: Buffer, op: string): Parsed[] {
     const ex = this.exchange([{ msg, op }], NLM_F_ACK);
