@@ -10,7 +10,7 @@ import { DnsServer } from '../services/dns/server.ts';
 import { watchHostUpstreams } from '../services/dns/resolvconf.ts';
 import { parseUpstream } from '../services/dns/forward.ts';
 import { invalid, messageOf } from '../lib/errors.ts';
-import { writeSandboxEtc, type Attachment } from './etc-netns.ts';
+import { sandboxEtc, writeSandboxEtc, writeSandboxEtcAsync, type Attachment } from './etc-netns.ts';
 import { dnsAddresses, servesDns, type DnsService } from '../services/dns/resolver.ts';
 import { canonicalIP } from '../lib/ip.ts';
 
@@ -38,6 +38,8 @@ export class DaemonDns implements DnsService {
   readonly #listening = new Map<string, string[]>();
   #ops: Promise<void> = Promise.resolve();
   readonly #unsubscribe: (() => void)[] = [];
+  /** Per sandbox id, its /etc/netns write still under way (they must land in order). */
+  readonly #etcWrites = new Map<string, Promise<void>>();
 
   constructor(engine: Engine, opts: DaemonDnsOptions) {
     this.#engine = engine;
@@ -104,7 +106,7 @@ export class DaemonDns implements DnsService {
   #subscribe(): void {
     const up = (ep: Endpoint, net: Network, sb: Sandbox): void => {
       this.#add(ep, net, sb);
-      this.#writeEtc(sb);
+      this.#writeEtc(sb, 'before-reply');
       if (servesDns(net)) void this.#listen(net);
     };
     const down = (ep: Endpoint, _net: Network, sb: Sandbox): void => {
@@ -155,14 +157,30 @@ export class DaemonDns implements DnsService {
     }
   }
 
-  /** Synchronous on purpose: engine events fire before the sandbox's /etc/netns dir is removed. */
-  #writeEtc(sb: Sandbox): void {
+  /**
+   * Synchronous, except after an attach: a detach's event fires just before
+   * the sandbox's /etc/netns dir may be removed, so its write must be done by
+   * then. An attach's write runs on the libuv pool while the attach finishes,
+   * and the engine awaits it before answering (beforeReply).
+   */
+  #writeEtc(sb: Sandbox, how: 'now' | 'before-reply' = 'now'): void {
     if (!sb.ownsNetns) return;
     const attachments = [...(this.#attached.get(sb.id)?.values() ?? [])];
+    const failed = (err: unknown): void => this.#log(`dns: /etc/netns files of ${sb.name}: ${messageOf(err)}`);
     try {
-      writeSandboxEtc(this.#engine.etcNetnsDir, sb, attachments, { servesDns, upstreams: this.#upstreams });
+      const etc = sandboxEtc(this.#engine.etcNetnsDir, sb, attachments, { servesDns, upstreams: this.#upstreams });
+      if (how === 'now') writeSandboxEtc(etc);
+      else {
+        // After the sandbox's write under way, if any (two networks in one create): the last one wins.
+        const write = (this.#etcWrites.get(sb.id) ?? Promise.resolve()).then(() => writeSandboxEtcAsync(etc)).catch(failed);
+        this.#etcWrites.set(sb.id, write);
+        void write.then(() => {
+          if (this.#etcWrites.get(sb.id) === write) this.#etcWrites.delete(sb.id);
+        });
+        this.#engine.beforeReply(write);
+      }
     } catch (err) {
-      this.#log(`dns: /etc/netns files of ${sb.name}: ${messageOf(err)}`);
+      failed(err);
     }
   }
 

@@ -4,10 +4,11 @@
 // Sandboxes whose namespace belongs to a runtime (CNI, Docker) get theirs
 // from that runtime.
 import { mkdirSync, rmSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseUpstream } from '../services/dns/forward.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
-import { isLoopback, writeResolvConf, type ResolvConf } from '../services/dns/resolvconf.ts';
+import { formatResolvConf, isLoopback, type ResolvConf } from '../services/dns/resolvconf.ts';
 import { knitResolver } from '../services/dns/resolver.ts';
 
 export interface EtcOptions {
@@ -61,29 +62,59 @@ export function sandboxHosts(sb: Sandbox, attachments: Attachment[]): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** What /etc/netns/NAME holds: each file's text, or undefined for no such file. */
+export interface SandboxEtc {
+  dir: string;
+  resolvConf: string | undefined;
+  hosts: string | undefined;
+}
+
+export function sandboxEtc(etcNetnsDir: string, sb: Sandbox, attachments: Attachment[], how: EtcOptions): SandboxEtc {
+  const dir = join(etcNetnsDir, sb.name);
+  if (attachments.length === 0 && sb.dns.servers.length === 0) return { dir, resolvConf: undefined, hosts: undefined };
+  const conf = sandboxResolvConf(sb, attachments, how);
+  return { dir, resolvConf: conf === undefined ? undefined : formatResolvConf(conf), hosts: sandboxHosts(sb, attachments) };
+}
+
+const FILES = [
+  ['resolv.conf', 'resolvConf'],
+  ['hosts', 'hosts'],
+] as const;
+
 /**
  * Writes (or removes) /etc/netns/NAME/{resolv.conf,hosts}. Each file is
  * replaced atomically: a resolver reading it never sees half of one.
  */
-export function writeSandboxEtc(
-  etcNetnsDir: string,
-  sb: Sandbox,
-  attachments: Attachment[],
-  how: EtcOptions,
-): void {
-  const dir = join(etcNetnsDir, sb.name);
-  const resolv = join(dir, 'resolv.conf');
-  const hosts = join(dir, 'hosts');
-  if (attachments.length === 0 && sb.dns.servers.length === 0) {
-    rmSync(resolv, { force: true });
-    rmSync(hosts, { force: true });
-    return;
+export function writeSandboxEtc(etc: SandboxEtc): void {
+  if (etc.hosts !== undefined || etc.resolvConf !== undefined) mkdirSync(etc.dir, { recursive: true, mode: 0o755 });
+  for (const [name, key] of FILES) {
+    const path = join(etc.dir, name);
+    const text = etc[key];
+    if (text === undefined) {
+      rmSync(path, { force: true });
+      continue;
+    }
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, text, { mode: 0o644 });
+    renameSync(tmp, path);
   }
-  const conf = sandboxResolvConf(sb, attachments, how);
-  if (conf === undefined) rmSync(resolv, { force: true });
-  else writeResolvConf(resolv, conf);
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const tmp = `${hosts}.${process.pid}.tmp`;
-  writeFileSync(tmp, sandboxHosts(sb, attachments), { mode: 0o644 });
-  renameSync(tmp, hosts);
+}
+
+/**
+ * writeSandboxEtc on the libuv pool, both files at once: on some
+ * filesystems a create costs a good part of a millisecond, which this way
+ * overlaps the rest of an attach instead of adding to it.
+ */
+export async function writeSandboxEtcAsync(etc: SandboxEtc): Promise<void> {
+  if (etc.hosts !== undefined || etc.resolvConf !== undefined) await mkdir(etc.dir, { recursive: true, mode: 0o755 });
+  await Promise.all(
+    FILES.map(async ([name, key]) => {
+      const path = join(etc.dir, name);
+      const text = etc[key];
+      if (text === undefined) return rm(path, { force: true });
+      const tmp = `${path}.${process.pid}.tmp`;
+      await writeFile(tmp, text, { mode: 0o644 });
+      await rename(tmp, path);
+    }),
+  );
 }

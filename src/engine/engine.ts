@@ -52,6 +52,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly mutex = new Mutex();
   /** Directory for /etc/netns-style per-sandbox files (resolv.conf, hosts). */
   readonly etcNetnsDir: string;
+  /** Listeners' work the running operation awaits before it answers (beforeReply). */
+  readonly #beforeReply: Promise<unknown>[] = [];
 
   constructor(store: Store, host: Host, opts: { etcNetnsDir?: string; /** Namespaces kept made ahead (0: none). */ spareNetns?: number } = {}) {
     super();
@@ -264,7 +266,9 @@ export class Engine extends EventEmitter<EngineEvents> {
         ]);
         throw err;
       }
-      return this.inspectSandbox(sb.name);
+      const view = await this.inspectSandbox(sb.name);
+      await this.settleListeners();
+      return view;
     });
   }
 
@@ -339,6 +343,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       const sb = await this.sandbox(req.sandbox);
       if (sb.joined) throw invalid('sandbox', `'${sb.name}' shares the namespace of '${sb.joined}'; connect that one instead`);
       const ep = await this.attach(net, sb, req, !(await this.hasDefaultRoute(sb)));
+      await this.settleListeners();
       return endpointView(ep, net, sb);
     });
   }
@@ -529,6 +534,8 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Runs undo steps, each even when an earlier one failed; keeps the first error's context in the log. */
   private async undo(what: string, steps: (() => unknown)[]): Promise<void> {
+    // A listener's files still being written must not land after the undo removed them.
+    await this.settleListeners();
     for (const step of steps) {
       try {
         await step();
@@ -541,6 +548,20 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Prefixes routed in the host namespace: default pools skip them. */
   hostRoutes(): string[] {
     return this.host.routes();
+  }
+
+  /**
+   * For listeners of an event: work the operation that emitted it awaits
+   * before it answers, still under the mutex (e.g. a sandbox's /etc/netns
+   * files, which a caller may read as soon as it has the answer). It runs
+   * meanwhile, beside the rest of the operation.
+   */
+  beforeReply(work: Promise<unknown>): void {
+    this.#beforeReply.push(work.catch(() => undefined));
+  }
+
+  private async settleListeners(): Promise<void> {
+    while (this.#beforeReply.length > 0) await Promise.all(this.#beforeReply.splice(0));
   }
 
   /** For reconcile and the agent: run fn under the engine's mutex. */

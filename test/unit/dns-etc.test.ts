@@ -2,7 +2,10 @@
 // search domains, and when no file at all.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sandboxHosts, sandboxResolvConf, type Attachment } from '../../src/agent/etc-netns.ts';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sandboxEtc, sandboxHosts, sandboxResolvConf, writeSandboxEtc, writeSandboxEtcAsync, type Attachment } from '../../src/agent/etc-netns.ts';
 import { dnsAddresses, servesDns } from '../../src/agent/dns.ts';
 import type { Network, Sandbox } from '../../src/model/index.ts';
 
@@ -55,4 +58,23 @@ test('hosts gives the sandbox its own names on each address', () => {
   assert.match(text, /^127\.0\.0\.1\tlocalhost$/m);
   assert.match(text, /^10\.1\.0\.5\th1 web$/m);
   assert.match(text, /^fd00::5\th1 web$/m);
+});
+
+test('both writers leave the same files, and remove them when nothing is left to say', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'knit-etc-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const files = (dir: string): Record<string, string> =>
+    Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
+  const attached = sandboxEtc(join(root, 'sync'), sandbox(), [att(net('a'))], how);
+  writeSandboxEtc(attached);
+  await writeSandboxEtcAsync(sandboxEtc(join(root, 'async'), sandbox(), [att(net('a'))], how));
+  const dirSync = join(root, 'sync', 'web');
+  const dirAsync = join(root, 'async', 'web');
+  assert.deepEqual(Object.keys(files(dirSync)), ['hosts', 'resolv.conf']);
+  assert.deepEqual(files(dirAsync), files(dirSync), 'no temporary file left, same contents');
+  assert.match(files(dirAsync)['resolv.conf'] ?? '', /^nameserver 10\.1\.0\.1$/m);
+  await writeSandboxEtcAsync(sandboxEtc(join(root, 'async'), sandbox(), [], how));
+  writeSandboxEtc(sandboxEtc(join(root, 'sync'), sandbox(), [], how));
+  assert.deepEqual(files(dirAsync), {});
+  assert.deepEqual(files(dirSync), {});
 });
