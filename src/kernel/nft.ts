@@ -9,6 +9,7 @@ import koffi from 'koffi';
 import { KnitError } from '../lib/errors.ts';
 import { withNetns } from './netns.ts';
 import * as libc from './libc.ts';
+import { NftElements } from './nft-elements.ts';
 
 const ALL_SIGNALS = Buffer.alloc(libc.SIGSET_BYTES, 0xff);
 
@@ -70,15 +71,18 @@ function clip(s: string): string {
 
 export class Nft {
   readonly netnsPath: string | undefined;
+  /** Adds, deletes and gets of set and map elements as raw netlink, in the same netns. */
+  readonly elements: NftElements;
   #lib: Lib;
   #ctx: unknown;
   #json = false;
   #savedMask = Buffer.alloc(libc.SIGSET_BYTES);
 
-  private constructor(l: Lib, ctx: unknown, netnsPath: string | undefined) {
+  private constructor(l: Lib, ctx: unknown, netnsPath: string | undefined, elements: NftElements) {
     this.#lib = l;
     this.#ctx = ctx;
     this.netnsPath = netnsPath;
+    this.elements = elements;
   }
 
   /** A context for the netns at `netnsPath`, or the caller's current netns. */
@@ -89,10 +93,22 @@ export class Nft {
       if (ctx === null) throw new KnitError('internal', 'nft_ctx_new failed');
       l.bufferOutput(ctx);
       l.bufferError(ctx);
-      const nft = new Nft(l, ctx, netnsPath);
+      let elements: NftElements;
+      try {
+        elements = NftElements.open();
+      } catch (err) {
+        l.ctxFree(ctx);
+        throw err;
+      }
+      const nft = new Nft(l, ctx, netnsPath, elements);
       // Make the context open its netlink socket now, inside the window,
       // whether libnftables opens it at nft_ctx_new or on first use.
-      nft.run('list tables');
+      try {
+        nft.run('list tables');
+      } catch (err) {
+        nft.close();
+        throw err;
+      }
       return nft;
     };
     return netnsPath === undefined ? make() : withNetns(netnsPath, make);
@@ -118,6 +134,7 @@ export class Nft {
     if (this.#ctx === null) return;
     this.#lib.ctxFree(this.#ctx);
     this.#ctx = null;
+    this.elements.close();
   }
 
   #exec(cmds: string, json: boolean): string {

@@ -279,6 +279,13 @@ test('ports: adds and deletes are idempotent; a taken host port is a conflict', 
     () => fw.addPorts([{ ...web, containerIP: '10.1.0.3' }]),
     (err: unknown) => err instanceof Error && 'code' in err && err.code === 'conflict' && /already published to 10\.1\.0\.2:80/.test(err.message),
   );
+  // Two endpoints for one host port in one call: a conflict, and neither is added.
+  const twin = { ...web, hostPort: 8090 };
+  assert.throws(
+    () => fw.addPorts([twin, { ...twin, containerIP: '10.1.0.3' }]),
+    (err: unknown) => err instanceof Error && 'code' in err && err.code === 'conflict' && /given twice/.test(err.message),
+  );
+  assert.equal(fw.listPorts().some((p) => p.hostPort === 8090), false);
   // Removing someone else's mapping of the port (an undo after that conflict) leaves it alone.
   fw.removePorts([{ ...web, containerIP: '10.1.0.3' }]);
   assert.equal(connect(O, '192.0.2.1', 8080), 'from 192.0.2.2');

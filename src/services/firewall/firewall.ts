@@ -7,10 +7,16 @@
 // bridge whose published ports must answer on 127.0.0.1 from the host
 // (otherwise the kernel drops the DNAT'd packet with its 127/8 source).
 // Published ports cannot be reached via [::1]: IPv6 has no route_localnet.
-import { conflict, KnitError } from '../../lib/errors.ts';
+//
+// Element changes go to the kernel as nf_tables netlink (Nft.elements), not
+// as nft text: ~0.02 ms of CPU per published port instead of ~0.1 ms.
+import { conflict } from '../../lib/errors.ts';
 import type { Nft } from '../../kernel/nft.ts';
 import { NftError } from '../../kernel/nft.ts';
-import { canonicalIP } from '../../lib/ip.ts';
+import { MAX_BATCH } from '../../kernel/nft-elements.ts';
+import type { ElementChange, NftElements } from '../../kernel/nft-elements.ts';
+import { canonicalIP, familyOf } from '../../lib/ip.ts';
+import { decodeMapValue, encodeMapElement, encodeNetworkElements } from './elements.ts';
 import {
   BRIDGE_CHAINS,
   bridgeRulesetText,
@@ -18,12 +24,11 @@ import {
   MAPS,
   mapElement,
   mapElementText,
-  networkElements,
   rulesetText,
   SETS,
   TABLE,
 } from './ruleset.ts';
-import type { MapElement, MapName, SetName } from './ruleset.ts';
+import type { MapElement, MapName } from './ruleset.ts';
 import type { FirewallNetwork, FirewallState, PortMapping, Proto } from './types.ts';
 
 /** nft's words for "that element (or table) is not there". */
@@ -31,16 +36,13 @@ function isAbsent(err: unknown): boolean {
   return err instanceof NftError && /No such file or directory|element does not exist/.test(err.nftMessage);
 }
 
-function isClash(err: unknown): boolean {
-  return err instanceof NftError && /File exists/.test(err.nftMessage);
-}
-
 export class Firewall {
   readonly table: string;
   #nft: Nft;
+  #elements: NftElements;
   /**
    * What this process published ("map key" -> value): removing a port then
-   * needs no `get element` round trip (~1.5 ms) to check it is still ours.
+   * needs no get-element round trip to check it is still ours.
    * Filled by ensure(); a key it does not know is looked up in the kernel.
    */
   #published = new Map<string, string>();
@@ -53,6 +55,7 @@ export class Firewall {
 
   constructor(nft: Nft, options?: { table?: string }) {
     this.#nft = nft;
+    this.#elements = nft.elements;
     this.table = options?.table ?? TABLE;
   }
 
@@ -109,16 +112,12 @@ export class Firewall {
   }
 
   addNetwork(n: FirewallNetwork): void {
-    const cmds = Object.entries(networkElements(n))
-      .filter(([, elems]) => elems.length > 0)
-      .map(([set, elems]) => this.#elements('add', set, elems));
-    // Adding an element that is there already is not an error for sets.
-    this.#nft.run(cmds.join('\n'));
+    // Adding an element that is there already is not an error (no NLM_F_EXCL).
+    this.#elements.commit(encodeNetworkElements(n).map(({ set, elem, label }) => this.#change('add', set, elem, label)));
   }
 
   removeNetwork(n: FirewallNetwork): void {
-    const groups = Object.entries(networkElements(n)) as [SetName, string[]][];
-    this.#deleteAll(groups.flatMap(([set, elems]) => elems.map((e) => ({ set, elem: e }))));
+    this.#deleteAll(encodeNetworkElements(n).map(({ set, elem, label }) => this.#change('delete', set, elem, label)));
   }
 
   /**
@@ -128,20 +127,30 @@ export class Firewall {
   addPorts(ports: PortMapping[]): void {
     const elems = ports.map(mapElement);
     if (elems.length === 0) return;
-    const cmds = groupByMap(elems).map(([map, es]) => this.#elements('add', map, es.map(mapElementText)));
-    try {
-      this.#nft.run(cmds.join('\n'));
+    const errs = this.#elements.apply(elems.map((e) => this.#change('add', e.map, encodeMapElement(e), mapElementText(e))));
+    const failedAt = errs.findIndex((e) => e !== undefined);
+    if (failedAt < 0) {
       for (const e of elems) this.#published.set(slot(e), e.value);
-    } catch (err) {
-      if (!isClash(err)) throw err;
-      for (const e of elems) {
-        const current = this.#lookup(e);
-        if (current !== undefined && current !== e.value) {
-          throw conflict(`host port ${describePort(e)} is already published to ${current.replace(' . ', ':')}`, 'ports');
-        }
-      }
-      throw err;
+      return;
     }
+    // Past MAX_BATCH, batches before the failed one were applied: undo what they added.
+    const applied = elems.slice(0, failedAt - (failedAt % MAX_BATCH)).filter((e) => !this.#published.has(slot(e)));
+    this.#deleteAll(applied.map((e) => this.#change('delete', e.map, encodeMapElement(e), mapElementText(e))));
+    errs.forEach((err, i) => {
+      const e = elems[i];
+      if (err?.errnoCode !== 'EEXIST' || e === undefined) return;
+      const current = this.#lookup(e);
+      if (current !== undefined && current !== e.value) {
+        throw conflict(`host port ${describePort(e)} is already published to ${current.replace(' . ', ':')}`, 'ports');
+      }
+      // Not in the kernel (the batch was undone): an earlier mapping of this call took the key.
+      const twin = elems.slice(0, i).find((o) => o.map === e.map && o.key === e.key);
+      throw conflict(
+        `host port ${describePort(e)} is given twice, to ${(twin?.value ?? '?').replace(' . ', ':')} and to ${e.value.replace(' . ', ':')}`,
+        'ports',
+      );
+    });
+    throw errs[failedAt];
   }
 
   /**
@@ -152,7 +161,7 @@ export class Firewall {
     const elems = ports.map(mapElement);
     if (elems.length === 0) return;
     const mine = elems.filter((e) => (this.#published.get(slot(e)) ?? this.#lookup(e)) === e.value);
-    this.#deleteAll(mine.map((e) => ({ set: e.map, elem: e.key })));
+    this.#deleteAll(mine.map((e) => this.#change('delete', e.map, encodeMapElement(e), mapElementText(e))));
     for (const e of mine) this.#published.delete(slot(e));
   }
 
@@ -179,54 +188,38 @@ export class Firewall {
     return out;
   }
 
-  #elements(verb: 'add' | 'delete', set: string, elems: string[]): string {
-    return `${verb} element inet ${this.table} ${set} { ${elems.join(', ')} }`;
+  #change(verb: 'add' | 'delete', set: string, elem: ElementChange['elem'], label: string): ElementChange {
+    return { verb, table: this.table, set, elem, label };
   }
 
-  /** Deletes elements in one transaction; if some are absent, one by one, skipping those. */
-  #deleteAll(items: { set: string; elem: string }[]): void {
-    if (items.length === 0) return;
-    const cmds = items.map((i) => this.#elements('delete', i.set, [i.elem]));
-    try {
-      this.#nft.run(cmds.join('\n'));
-      return;
-    } catch (err) {
-      if (!isAbsent(err)) throw err;
-    }
-    for (const cmd of cmds) {
-      try {
-        this.#nft.run(cmd);
-      } catch (err) {
-        if (!isAbsent(err)) throw err;
-      }
+  /**
+   * Deletes elements in one transaction. Absent ones (ENOENT: also a missing
+   * table) abort it, so they are dropped and the rest tried again.
+   */
+  #deleteAll(changes: ElementChange[]): void {
+    let left = changes;
+    while (left.length > 0) {
+      const errs = this.#elements.apply(left);
+      if (errs.every((e) => e === undefined)) return;
+      const hard = errs.find((e) => e !== undefined && e.errnoCode !== 'ENOENT' && e.errnoCode !== 'ECANCELED');
+      if (hard !== undefined) throw hard;
+      const absent = errs.map((e) => e?.errnoCode === 'ENOENT');
+      const before = left.length;
+      left = left.filter((_, i) => !absent[i]);
+      if (left.length === before) throw errs.find((e) => e !== undefined);
     }
   }
 
   /** The value a map holds for an element's key ("addr . port"), or undefined. */
   #lookup(e: MapElement): string | undefined {
-    let text: string;
-    try {
-      // `get element` answers in text even on a JSON context (nft 1.0.6).
-      text = this.#nft.run(`get element inet ${this.table} ${e.map} { ${e.key} }`);
-    } catch (err) {
-      if (isAbsent(err)) return undefined;
-      throw err;
-    }
-    const m = /elements = \{ (.*?) : (.*?) \}/s.exec(text);
-    if (m?.[2] === undefined) throw new KnitError('internal', `cannot read nft element from: ${text}`);
-    const [addr, p] = m[2].trim().split(' . ');
-    return `${canonicalIP(addr ?? '')} . ${p ?? ''}`;
+    const got = this.#elements.get(this.table, e.map, encodeMapElement(e).key);
+    if (got?.data === undefined) return undefined;
+    return decodeMapValue(familyOf(e.mapping.containerIP) === 6 ? 6 : 4, got.data);
   }
 }
 
 function slot(e: MapElement): string {
   return `${e.map} ${e.key}`;
-}
-
-function groupByMap(elems: MapElement[]): [MapName, MapElement[]][] {
-  const by = new Map<MapName, MapElement[]>();
-  for (const e of elems) by.set(e.map, [...(by.get(e.map) ?? []), e]);
-  return [...by];
 }
 
 function describePort(e: MapElement): string {

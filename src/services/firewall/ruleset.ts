@@ -169,6 +169,8 @@ export interface MapElement {
   map: MapName;
   key: string;
   value: string;
+  /** The mapping it came from, validated and canonical (hostIP undefined = any). */
+  mapping: PortMapping;
 }
 
 function isAny(ip: string): boolean {
@@ -202,8 +204,8 @@ export function mapElement(mapping: PortMapping): MapElement {
   const m = normalizeMapping(mapping);
   const fam: Family = familyOf(m.containerIP) === 4 ? 4 : 6;
   const value = `${m.containerIP} . ${m.containerPort}`;
-  if (m.hostIP === undefined) return { map: `pub${fam}any`, key: `${m.proto} . ${m.hostPort}`, value };
-  return { map: `pub${fam}`, key: `${m.hostIP} . ${m.proto} . ${m.hostPort}`, value };
+  if (m.hostIP === undefined) return { map: `pub${fam}any`, key: `${m.proto} . ${m.hostPort}`, value, mapping: m };
+  return { map: `pub${fam}`, key: `${m.hostIP} . ${m.proto} . ${m.hostPort}`, value, mapping: m };
 }
 
 export function mapElementText(e: MapElement): string {
