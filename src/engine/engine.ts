@@ -61,8 +61,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.host = host;
     this.ipam = new Ipam(store);
     this.etcNetnsDir = opts.etcNetnsDir ?? '/etc/netns';
-    // Two namespaces made ahead by a worker thread: a sandbox create takes one and the worker, on the other core, makes the next in ~1 ms, well inside a sequential attach (~4 ms); the second covers two creates within that millisecond.
-    keepSpareNetns(opts.spareNetns ?? 2);
+    // One namespace made ahead: a sandbox create takes it and the next is made after the reply.
+    keepSpareNetns(opts.spareNetns ?? 1);
   }
 
   // ---- lookups -----------------------------------------------------------

@@ -9,9 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, stat } from 'node:fs';
 import { open as openAsync } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Worker } from 'node:worker_threads';
 import * as libc from './libc.ts';
-import { SHELF, startSpareMaker, WORKER_FAILED, WORKER_STARTING } from './netns-worker.ts';
 
 const NS_GET_NSTYPE = 0xb703; // _IO(0xb7, 0x3)
 
@@ -151,114 +149,40 @@ export async function prepareNetnsTarget(path: string): Promise<void> {
 // Spare namespaces: unshare(CLONE_NEWNET) costs most of a millisecond of
 // kernel time, so a process that makes many keeps a few made ahead, held by
 // fd only: no mount and no file, so nothing else sees them, and a crash
-// closes the fds and the kernel frees them. A worker thread makes them
-// (netns-worker.ts), on the other core while the main thread answers; if it
-// cannot run, the main thread makes them after the current turn instead.
-//
-// They sit on the shelf, shared with the worker: a slot holds an fd or -1,
-// and whoever exchanges an fd out of a slot owns it.
-const shelfBuffer = new SharedArrayBuffer((SHELF.slots + SHELF.maxSpares) * 4);
-const shelf = new Int32Array(shelfBuffer);
-shelf.fill(-1, SHELF.slots);
-let worker: Worker | undefined;
-/** The worker failed or is disabled (KNIT_SPARE_NETNS_WORKER=0): the main thread refills. */
-let onMainThread = process.env.KNIT_SPARE_NETNS_WORKER === '0';
-let madeOnMain = 0;
+// closes the fds and the kernel frees them.
+const spares: number[] = [];
+let sparesWanted = 0;
 let refillScheduled = false;
 
 /**
- * Keeps `n` namespaces made ahead for createNetns (at most 8; 0 stops the
- * worker and frees them all).
+ * Keeps `n` namespaces made ahead for createNetns (0 stops and frees them).
+ * They are made after the current turn of the event loop, off the path of
+ * the request that used one.
  */
 export function keepSpareNetns(n: number): void {
-  const wanted = Math.min(SHELF.maxSpares, Math.max(0, Math.floor(n)));
-  Atomics.store(shelf, SHELF.wanted, wanted);
-  for (let i = wanted; i < SHELF.maxSpares; i++) discardSlot(i);
-  refill();
-}
-
-/** Made-ahead namespaces held now, and where they were made (tests, metrics). */
-export function spareNetnsStats(): { held: number; wanted: number; madeOffThread: number; madeOnMainThread: number; maker: 'worker' | 'main-thread' | 'none' } {
-  let held = 0;
-  for (let i = 0; i < SHELF.maxSpares; i++) if (Atomics.load(shelf, SHELF.slots + i) !== -1) held++;
-  return {
-    held,
-    wanted: Atomics.load(shelf, SHELF.wanted),
-    madeOffThread: Atomics.load(shelf, SHELF.made),
-    madeOnMainThread: madeOnMain,
-    maker: onMainThread ? 'main-thread' : worker !== undefined ? 'worker' : 'none',
-  };
+  sparesWanted = Math.max(0, Math.floor(n));
+  while (spares.length > sparesWanted) libc.close(spares.pop() as number);
+  scheduleRefill();
 }
 
 /** How many made-ahead namespaces are held now (tests). */
 export function spareNetnsCount(): number {
-  return spareNetnsStats().held;
+  return spares.length;
 }
 
-function discardSlot(i: number): void {
-  const fd = Atomics.exchange(shelf, SHELF.slots + i, -1);
-  if (fd !== -1) libc.close(fd);
-}
-
-/** A spare's fd, now the caller's, or undefined when the shelf is empty. */
-function takeSpare(): number | undefined {
-  for (let i = 0; i < SHELF.maxSpares; i++) {
-    if (Atomics.load(shelf, SHELF.slots + i) === -1) continue;
-    const fd = Atomics.exchange(shelf, SHELF.slots + i, -1);
-    if (fd !== -1) return fd;
-  }
-  return undefined;
-}
-
-function refill(): void {
-  const wanted = Atomics.load(shelf, SHELF.wanted);
-  if (onMainThread) return scheduleMainRefill();
-  if (worker !== undefined) {
-    Atomics.add(shelf, SHELF.wake, 1);
-    Atomics.notify(shelf, SHELF.wake);
-    return;
-  }
-  if (wanted === 0) return;
-  try {
-    // A window never spans a turn, so none is open here; the worker enters
-    // the origin netns first thing all the same.
-    Atomics.store(shelf, SHELF.state, WORKER_STARTING);
-    const w = startSpareMaker(shelfBuffer, originFd);
-    worker = w;
-    w.on('error', () => {
-      // The worker could not start or died (koffi, memory): make them here.
-      onMainThread = true;
-    });
-    w.on('exit', () => {
-      worker = undefined;
-      if (Atomics.load(shelf, SHELF.state) === WORKER_FAILED) onMainThread = true;
-      // It exits when asked to stop (wanted 0) or on failure; slots above
-      // `wanted` are freed by keepSpareNetns, and by the worker for a spare
-      // it finished after that. Anything wanted again is made afresh.
-      refill();
-    });
-  } catch {
-    onMainThread = true;
-    scheduleMainRefill();
-  }
-}
-
-function scheduleMainRefill(): void {
-  if (refillScheduled || spareNetnsCount() >= Atomics.load(shelf, SHELF.wanted)) return;
+function scheduleRefill(): void {
+  if (refillScheduled || spares.length >= sparesWanted) return;
   refillScheduled = true;
   setImmediate(() => {
     refillScheduled = false;
     // A window never spans an await, so none is open here; check all the same.
-    if (depth !== 0) return scheduleMainRefill();
-    const wanted = Atomics.load(shelf, SHELF.wanted);
-    for (let i = 0; i < wanted; i++) {
-      if (Atomics.load(shelf, SHELF.slots + i) !== -1) continue;
+    if (depth !== 0) return scheduleRefill();
+    while (spares.length < sparesWanted) {
       if (libc.unshare(libc.CLONE_NEWNET) !== 0) return; // createNetns will unshare itself and report it
       const fd = libc.open('/proc/thread-self/ns/net', libc.O_RDONLY | libc.O_CLOEXEC, 0);
       switchBack(originFd);
       if (fd < 0) return;
-      Atomics.store(shelf, SHELF.slots + i, fd);
-      madeOnMain++;
+      spares.push(fd);
     }
   }).unref();
 }
@@ -272,9 +196,9 @@ export function createNetns(path: string): void {
   if (fd < 0) throw libc.sysError(`create ${path}`);
   libc.close(fd);
   if (depth !== 0) throw new Error('createNetns: not allowed inside a withNetns window');
-  const spare = takeSpare();
+  const spare = spares.pop();
   if (spare !== undefined) {
-    refill();
+    scheduleRefill();
     const ok = libc.mount(`/proc/self/fd/${spare}`, path, 'none', libc.MS_BIND, null) === 0;
     const err = ok ? undefined : libc.sysError(`mount --bind netns onto ${path}`);
     libc.close(spare);
