@@ -211,10 +211,13 @@ const bench: Benchmark = {
     }
     const daemonStats = OPS.map((op) => ({ op, s: stat(daemonMs[op]) }));
     const worstCall = perCall[0];
+    // Issue 4 calls dockerd's plugin requests "calls" ("NetworkDriver, every
+    // call: ..."): the target is judged per plugin call; the sums per docker
+    // operation are reported beside it.
     targets.push({
       target: "time spent inside Knit's daemon per call under 5 ms",
-      met: daemonStats.every((d) => d.s.median < 5),
-      measured: `${daemonStats.map((d) => `${d.op} ${fmt(d.s.median)} ms`).join(', ')} per docker operation at the median (all its plugin calls summed); slowest plugin call ${worstCall ? `${worstCall.key.slice(1)} ${fmt(worstCall.s.median)} ms` : '—'} at the median; ${fmt(meanDaemonPerOp)} ms mean per operation over the whole window`,
+      met: worstCall === undefined ? undefined : worstCall.s.median < 5,
+      measured: `slowest plugin call ${worstCall ? `${worstCall.key.slice(1)} ${fmt(worstCall.s.median)} ms` : '—'} at the median; per docker operation, all its plugin calls summed: ${daemonStats.map((d) => `${d.op} ${fmt(d.s.median)} ms`).join(', ')} at the median; ${fmt(meanDaemonPerOp)} ms mean per operation over the whole window`,
     });
 
     return {
