@@ -1,0 +1,155 @@
+// Sandboxes: a network namespace (made by Knit, joined from another sandbox,
+// the host's, or someone else's) and the endpoints in it. A create records
+// the sandbox pending, attaches its networks and marks it ready; a delete
+// forgets its endpoints and removes the namespace and its /etc/netns files.
+import { rmSync } from 'node:fs';
+import { mkdir as mkdirAsync } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SandboxView } from '../model/api.ts';
+import {
+  type Endpoint,
+  type Sandbox,
+  type SandboxCreate,
+  checkName,
+  SandboxCreate as SandboxCreateSchema,
+} from '../model/index.ts';
+import { conflict, invalid } from '../lib/errors.ts';
+import { createNetns, deleteNetns, isNetns, prepareNetnsTarget } from '../kernel/netns.ts';
+import { newId } from './ids.ts';
+import { checkDnsConfig, parseInput } from './checks.ts';
+import { findNetwork, findSandbox, inspectSandbox } from './lookups.ts';
+import { attach, forgetEndpoint, removeEndpointLocked } from './endpoints.ts';
+import { type EngineContext, undo } from './context.ts';
+
+export async function createSandbox(ctx: EngineContext, input: unknown): Promise<SandboxView> {
+  const req = parseInput(SandboxCreateSchema, input, 'sandbox');
+  return ctx.mutex.run(async () => {
+    checkName('name', req.name);
+    const existing = await ctx.state.sandbox(req.name);
+    if (existing) {
+      if (existing.state === 'ready' && sameSandboxRequest(existing, req)) return inspectSandbox(ctx.state, existing.name);
+      throw conflict(`sandbox '${req.name}' already exists`, 'name');
+    }
+    const sb = await planSandbox(ctx, req);
+    if (sb.ownsNetns && isNetns(sb.netnsPath)) {
+      // Not recorded, so not Knit's: never adopt (or later delete) someone else's namespace.
+      throw conflict(`a network namespace already exists at ${sb.netnsPath}; remove it (ip netns del ${sb.name}) or choose another sandbox name`, 'name');
+    }
+    const attaches = req.networks ?? [];
+    // Nothing to make (a namespace made by someone else, no networks yet): one write, already ready.
+    const nothingToMake = !sb.ownsNetns && attaches.length === 0;
+    await ctx.state.putSandbox(nothingToMake ? { ...sb, state: 'ready' } : sb, true);
+    // File creates (the netns mount point, the /etc/netns dir) cost most of
+    // a millisecond on some filesystems: they run on the libuv pool while
+    // the first attach allocates and records, and are awaited before the
+    // kernel work that needs them. Both are removed with the sandbox.
+    const prepared = sb.ownsNetns ? prepareFiles(ctx, sb, attaches.length > 0) : undefined;
+    let netnsMade = !sb.ownsNetns;
+    const makeNetns = async (): Promise<void> => {
+      if (netnsMade) return;
+      await prepared;
+      createNetns(sb.netnsPath);
+      netnsMade = true;
+    };
+    const made: Endpoint[] = [];
+    try {
+      const ready: Sandbox = { ...sb, state: 'ready' };
+      for (const [i, a] of attaches.entries()) {
+        const net = await findNetwork(ctx.state, a.network);
+        // The last attach marks the sandbox ready in the write that marks its endpoint ready.
+        const last = i === attaches.length - 1 ? ready : undefined;
+        made.push(await attach(ctx, net, sb, { ...a, sandbox: sb.name }, i === 0 && a.defaultRoute !== false, makeNetns, last));
+      }
+      await makeNetns();
+      if (!nothingToMake && attaches.length === 0) await ctx.state.putSandbox(ready);
+    } catch (err) {
+      await undo(ctx, `sandbox ${sb.name}`, [
+        ...made.reverse().map((ep) => () => removeEndpointLocked(ctx, ep, sb)),
+        async () => {
+          if (!sb.ownsNetns) return;
+          await prepared?.catch(() => undefined); // a create still in flight would outlive the delete
+          deleteNetns(sb.netnsPath);
+          rmSync(join(ctx.etcNetnsDir, sb.name), { recursive: true, force: true });
+        },
+        () => ctx.state.deleteSandbox(sb.name),
+      ]);
+      throw err;
+    }
+    const view = await inspectSandbox(ctx.state, sb.name);
+    await ctx.settleListeners();
+    return view;
+  });
+}
+
+/** The netns mount point and, when the sandbox will have endpoints, its /etc/netns dir (DNS writes there on endpoint-up). */
+async function prepareFiles(ctx: EngineContext, sb: Sandbox, withEtc: boolean): Promise<void> {
+  const etc = withEtc ? mkdirAsync(join(ctx.etcNetnsDir, sb.name), { recursive: true, mode: 0o755 }) : undefined;
+  const target = prepareNetnsTarget(sb.netnsPath);
+  await Promise.all([target, etc]);
+}
+
+async function planSandbox(ctx: EngineContext, req: SandboxCreate): Promise<Sandbox> {
+  const now = new Date().toISOString();
+  checkDnsConfig(req.dns);
+  const base = {
+    id: newId(),
+    name: req.name,
+    labels: req.labels ?? {},
+    origin: req.origin ?? 'api',
+    dns: { servers: req.dns?.servers ?? [], search: req.dns?.search ?? [], options: req.dns?.options ?? [] },
+    state: 'pending' as const,
+    created: now,
+    ...(req.hostname ? { hostname: req.hostname } : {}),
+  };
+  if (req.join) {
+    if (req.networks?.length) throw invalid('networks', `a sandbox that joins '${req.join}' shares its networks; give no --network`);
+    const target = await findSandbox(ctx.state, req.join);
+    return { ...base, netnsPath: target.netnsPath, ownsNetns: false, joined: target.name };
+  }
+  const hostNet = (req.networks ?? []).find((a) => a.network === 'host');
+  if (hostNet) {
+    if ((req.networks ?? []).length > 1) throw invalid('networks', `a sandbox on the host network cannot join other networks`);
+    return { ...base, netnsPath: ctx.host.netnsPath, ownsNetns: false };
+  }
+  if (req.netnsPath) return { ...base, netnsPath: req.netnsPath, ownsNetns: false };
+  return { ...base, netnsPath: join(ctx.host.netnsDir, req.name), ownsNetns: true };
+}
+
+export async function deleteSandbox(ctx: EngineContext, ref: string): Promise<void> {
+  const slow: (() => Promise<void>)[] = [];
+  await ctx.mutex.run(async () => {
+    const sb = await findSandbox(ctx.state, ref);
+    const members = (await ctx.state.sandboxes()).filter((s) => s.joined === sb.name);
+    if (members.length > 0) {
+      throw conflict(`sandbox '${sb.name}' is shared by ${members.map((m) => m.name).join(', ')}; remove them first`);
+    }
+    await removeSandbox(ctx, sb, slow);
+  });
+  // Link deletes wait for an RCU grace period; they run after the lock.
+  await Promise.all(slow.map((f) => f().catch(() => undefined)));
+}
+
+/** Engine.removeSandboxLocked: the caller holds the mutex, so the slow deletes run here. */
+export async function removeSandboxLocked(ctx: EngineContext, sb: Sandbox): Promise<void> {
+  const slow: (() => Promise<void>)[] = [];
+  await removeSandbox(ctx, sb, slow);
+  await Promise.all(slow.map((f) => f().catch(() => undefined)));
+}
+
+/** Removes a sandbox and everything it holds; used by delete and by reconcile. */
+async function removeSandbox(ctx: EngineContext, sb: Sandbox, slow: (() => Promise<void>)[]): Promise<void> {
+  const eps = (await ctx.state.endpoints()).filter((e) => e.sandboxId === sb.id);
+  const nets = new Map((await ctx.state.networks()).map((n) => [n.id, n]));
+  for (const ep of eps) {
+    const detach = await forgetEndpoint(ctx, ep, nets.get(ep.networkId), sb);
+    // Deleting the namespace takes its veths with it, batched by the kernel.
+    if (detach && !sb.ownsNetns) slow.push(detach);
+  }
+  if (sb.ownsNetns) deleteNetns(sb.netnsPath);
+  rmSync(join(ctx.etcNetnsDir, sb.name), { recursive: true, force: true });
+  await ctx.state.deleteSandbox(sb.name);
+}
+
+function sameSandboxRequest(sb: Sandbox, req: SandboxCreate): boolean {
+  return (req.join ?? undefined) === (sb.joined ?? undefined) && (!req.netnsPath || req.netnsPath === sb.netnsPath);
+}
