@@ -10,8 +10,14 @@
 // Dynamic addresses continue after the last one given out (the cursor), like
 // CNI's host-local, so a just-freed address is not reused at once. The next
 // free address is found by reading allocation keys in address order from the
-// cursor, a few hundred per read: normally the first read answers; a pool
-// with 60k addresses in use costs at most ~120 reads, never a read per address.
+// cursor: a first read of a few keys normally answers (the address after the
+// cursor is free, or one of the next few is), then a few hundred per read; a
+// pool with 60k addresses in use costs at most ~120 reads, never a read per
+// address, and an allocation never reads every address of its network.
+//
+// The decoded pools and cursors of a network stay in memory (view.ts) between
+// calls; writes compare their modRevisions, so a stale copy costs one failed
+// write and a re-read, never a wrong answer.
 import { z } from 'zod';
 import { KnitError, conflict, invalid, notFound } from '../lib/errors.ts';
 import { canonicalIP, contains, familyOf, formatIP, parseIP, type Family } from '../lib/ip.ts';
@@ -24,13 +30,15 @@ import {
   cursorKey,
   cursorPrefix,
   ownerKey,
+  ownerNetworkPrefix,
   ownerPrefix,
   parseOwnerKey,
   parseSortableIP,
   tenantKey,
 } from './keys.ts';
 import { checkOverlap } from './overlap.ts';
-import { describePool, familyName, rangeOf, usableBounds, validateSubnets, type Pool, type PoolRange, type PoolSpec } from './pool.ts';
+import { describePool, familyName, usableBounds, validateSubnets, type PoolRange, type PoolSpec } from './pool.ts';
+import { poolsOf, viewOf, type NetworkView, type PoolView } from './view.ts';
 
 const poolSchema = z.object({
   subnet: z.string(),
@@ -76,7 +84,15 @@ export interface Allocation {
   owner: string;
 }
 
-/** Rows read per range request while looking for a free address. */
+/** An allocation as the owner index has it; modRevision is the index entry's (and so the allocation's, written with it). */
+interface IndexedAllocation extends Allocation {
+  addr: bigint;
+  modRevision: number;
+}
+
+/** Rows of the first range read while looking for a free address: usually one of them is followed by a gap. */
+const FIRST_BATCH = 8;
+/** Rows per later range read, once the first met a run of allocated addresses. */
 const SCAN_BATCH = 512;
 /** Compare-and-set attempts before giving up; each failure means another writer made progress. */
 const MAX_ATTEMPTS = 1000;
@@ -85,6 +101,8 @@ export class Ipam {
   private readonly store: Store;
   private readonly networks: Records<NetworkPools>;
   private readonly queues = new Map<string, Promise<void>>();
+  /** Decoded pools and cursors by network; changed only inside that network's queue. */
+  private readonly views = new Map<string, NetworkView>();
 
   constructor(store: Store) {
     this.store = store;
@@ -129,7 +147,10 @@ export class Ipam {
           [{ key: tenantKey(tenant), modRevision: lock?.modRevision ?? 0 }, this.networks.compare(network, 0)],
           [{ put: tenantKey(tenant), value: network }, this.networks.putOp(network, value)],
         );
-        if (res.ok) return value;
+        if (res.ok) {
+          this.views.delete(network);
+          return value;
+        }
       }
       throw this.contended(`creating network ${network}`);
     });
@@ -148,6 +169,7 @@ export class Ipam {
     await this.queued(network, async () => {
       // Pools first: an allocation racing with this compares the pools'
       // revision and fails instead of leaving an orphan address behind.
+      this.views.delete(network);
       await this.store.txn([], [this.networks.deleteOp(network), { deletePrefix: cursorPrefix(network) }]);
       for (;;) {
         const mine = await this.store.range(allocPrefix(network), prefixEnd(allocPrefix(network)), { limit: 64 });
@@ -176,28 +198,50 @@ export class Ipam {
     }
     return this.queued(network, async () => {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const rec = await this.networks.get(network);
-        if (rec === undefined) throw notFound(`network ${network} has no IPAM pools`);
-        const pools = rec.value.pools.filter((p) => familyOf(p.gateway) === req.family);
-        if (pools.length === 0) {
-          throw invalid('family', `network ${network} has no ${familyName(req.family)} subnet (it has ${rec.value.pools.map((p) => p.subnet).join(', ')})`);
+        const cached = this.views.get(network);
+        const view = cached ?? (await this.loadView(network));
+        try {
+          const done = await this.allocateIn(network, view, req, want?.addr);
+          if (done !== undefined) return done;
+        } catch (err) {
+          // An error judged on a copy from an earlier call is judged again on a fresh one.
+          if (cached === undefined || !(err instanceof KnitError)) throw err;
         }
-        const held = (await this.addressesOf(req.owner)).find((a) => a.network === network && a.family === req.family);
-        if (held !== undefined) {
-          if (want !== undefined && held.ip !== formatIP(want.family, want.addr)) {
-            throw conflict(`endpoint ${req.owner} already has ${held.ip} on network ${network}; release it before asking for ${req.ip}`, 'ip');
-          }
-          return held.ip;
-        }
-        const poolGuard: Compare = this.networks.compare(network, rec.modRevision);
-        const done =
-          want === undefined
-            ? await this.allocateNext(network, pools, req.owner, poolGuard)
-            : await this.allocateStatic(network, pools, want.addr, req.owner, poolGuard);
-        if (done !== undefined) return done;
-        await new Promise((resolve) => setImmediate(resolve));
+        // A write failed (or a copy's error is to be checked): read the network again.
+        this.views.delete(network);
+        if (cached === undefined) await new Promise((resolve) => setImmediate(resolve));
       }
       throw this.contended(`allocating an address on network ${network}`);
+    });
+  }
+
+  /**
+   * Hands `ip` from `fromOwner` to `toOwner` in one write, e.g. the address
+   * Docker's RequestAddress gave a pending owner passing to the endpoint at
+   * Join. Idempotent: done when `toOwner` holds it already. Refuses an address
+   * that is free or held by someone else, and a `toOwner` that already has
+   * another address of that family on the network (as allocate would).
+   */
+  async transfer(network: string, ip: string, fromOwner: string, toOwner: string): Promise<void> {
+    if (toOwner === '') throw invalid('owner', 'an allocation needs an owner (the endpoint id)');
+    const { family, addr } = parseIP(canonicalIP(ip, 'ip'), 'ip');
+    const key = allocKey(network, family, addr);
+    const text = formatIP(family, addr);
+    await this.queued(network, async () => {
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const kv = await this.store.get(key);
+        if (kv?.value === toOwner) return;
+        if (kv === undefined) throw notFound(`${text} is not allocated on network ${network}, so it cannot pass from ${fromOwner} to ${toOwner}`);
+        if (kv.value !== fromOwner) throw conflict(`${text} on network ${network} is held by ${kv.value}, not ${fromOwner}`, 'ip');
+        const other = (await this.heldOn(toOwner, network)).find((a) => a.family === family);
+        if (other !== undefined) throw conflict(`endpoint ${toOwner} already has ${other.ip} on network ${network}; release it before taking ${text}`, 'ip');
+        const res = await this.store.txn(
+          [{ key, modRevision: kv.modRevision }],
+          [{ put: key, value: toOwner }, { delete: ownerKey(fromOwner, network, family, addr) }, { put: ownerKey(toOwner, network, family, addr), value: network }],
+        );
+        if (res.ok) return;
+      }
+      throw this.contended(`passing ${text} on network ${network} to ${toOwner}`);
     });
   }
 
@@ -208,17 +252,33 @@ export class Ipam {
 
   /** Frees every address `owner` holds (on one network, or on all). */
   async releaseOwner(owner: string, network?: string): Promise<void> {
-    for (const a of await this.addressesOf(owner)) {
-      if (network === undefined || a.network === network) await this.releaseIf(a.network, a.ip, owner);
-    }
+    const held = await this.indexed(owner, network === undefined ? ownerPrefix(owner) : ownerNetworkPrefix(owner, network));
+    if (held.length === 0) return;
+    // One write for all of them. An index entry and its allocation are always
+    // written in one transaction, so an allocation whose modRevision is still
+    // the entry's is the one the entry names, held by `owner`.
+    const compares = held.map((a) => ({ key: allocKey(a.network, a.family, a.addr), modRevision: a.modRevision }));
+    const ops: Op[] = held.flatMap((a) => [{ delete: allocKey(a.network, a.family, a.addr) }, { delete: ownerKey(owner, a.network, a.family, a.addr) }]);
+    if ((await this.store.txn(compares, ops)).ok) return;
+    // A stale entry or a concurrent change: one address at a time.
+    for (const a of held) await this.releaseIf(a.network, a.ip, owner);
   }
 
   /** The addresses an owner holds, from the reverse index. */
   async addressesOf(owner: string): Promise<Allocation[]> {
-    const out: Allocation[] = [];
-    for (const kv of await this.store.list(ownerPrefix(owner))) {
+    return (await this.indexed(owner, ownerPrefix(owner))).map(({ network, ip, family }) => ({ network, ip, family, owner }));
+  }
+
+  /** The owner's addresses on one network, with their index entries' modRevisions. */
+  private heldOn(owner: string, network: string): Promise<IndexedAllocation[]> {
+    return this.indexed(owner, ownerNetworkPrefix(owner, network));
+  }
+
+  private async indexed(owner: string, prefix: string): Promise<IndexedAllocation[]> {
+    const out: IndexedAllocation[] = [];
+    for (const kv of await this.store.list(prefix)) {
       const k = parseOwnerKey(kv.key, owner);
-      if (k !== undefined) out.push({ network: k.network, ip: k.ip, family: k.family, owner });
+      if (k !== undefined) out.push({ ...k, owner, modRevision: kv.modRevision });
     }
     return out;
   }
@@ -234,19 +294,44 @@ export class Ipam {
     return out;
   }
 
-  /** Returns the address, or undefined when a concurrent writer got in first (retry). */
-  private async allocateStatic(network: string, pools: Pool[], addr: bigint, owner: string, poolGuard: Compare): Promise<string | undefined> {
-    const family = familyOf(pools[0]?.gateway ?? '') ?? 4;
-    const ip = formatIP(family, addr);
-    const pool = pools.find((p) => contains(rangeOf(p).subnet, family, addr));
-    const r = pool === undefined ? undefined : rangeOf(pool);
-    if (pool === undefined || r === undefined) {
-      throw invalid('ip', `${ip} is not within the ${familyName(family)} subnets of network ${network} (${pools.map((p) => p.subnet).join(', ')})`);
+  private async loadView(network: string): Promise<NetworkView> {
+    const rec = await this.networks.get(network);
+    if (rec === undefined) throw notFound(`network ${network} has no IPAM pools`);
+    const view = viewOf(rec.value.pools, rec.modRevision);
+    this.views.set(network, view);
+    return view;
+  }
+
+  /** The address, or undefined when a write lost to another writer (retry on a fresh view). */
+  private async allocateIn(network: string, view: NetworkView, req: AllocateRequest, want: bigint | undefined): Promise<string | undefined> {
+    const pools = poolsOf(view, req.family);
+    if (pools.length === 0) {
+      throw invalid('family', `network ${network} has no ${familyName(req.family)} subnet (it has ${view.pools.map((p) => p.pool.subnet).join(', ')})`);
     }
-    const { lo, hi } = usableBounds(r.subnet);
-    if (addr < lo || addr > hi) throw invalid('ip', `${ip} is the ${addr === r.subnet.addr ? 'network' : 'broadcast'} address of ${pool.subnet}`);
-    if (addr === parseIP(pool.gateway).addr) throw conflict(`${ip} is the gateway of network ${network}`, 'ip');
-    const aux = Object.entries(pool.auxAddresses).find(([, a]) => a === ip);
+    const held = (await this.heldOn(req.owner, network)).find((a) => a.family === req.family);
+    if (held !== undefined) {
+      if (want !== undefined && held.addr !== want) {
+        throw conflict(`endpoint ${req.owner} already has ${held.ip} on network ${network}; release it before asking for ${req.ip}`, 'ip');
+      }
+      return held.ip;
+    }
+    const poolGuard: Compare = this.networks.compare(network, view.modRevision);
+    return want === undefined
+      ? this.allocateNext(network, pools, req.owner, poolGuard)
+      : this.allocateStatic(network, pools, want, req.owner, poolGuard);
+  }
+
+  private async allocateStatic(network: string, pools: PoolView[], addr: bigint, owner: string, poolGuard: Compare): Promise<string | undefined> {
+    const family = (pools[0] as PoolView).range.family;
+    const ip = formatIP(family, addr);
+    const p = pools.find((q) => contains(q.range.subnet, family, addr));
+    if (p === undefined) {
+      throw invalid('ip', `${ip} is not within the ${familyName(family)} subnets of network ${network} (${pools.map((q) => q.pool.subnet).join(', ')})`);
+    }
+    const { lo, hi } = usableBounds(p.range.subnet);
+    if (addr < lo || addr > hi) throw invalid('ip', `${ip} is the ${addr === p.range.subnet.addr ? 'network' : 'broadcast'} address of ${p.pool.subnet}`);
+    if (addr === p.gateway) throw conflict(`${ip} is the gateway of network ${network}`, 'ip');
+    const aux = Object.entries(p.pool.auxAddresses).find(([, a]) => a === ip);
     if (aux !== undefined) throw conflict(`${ip} is reserved as aux address '${aux[0]}' of network ${network}`, 'ip');
 
     const key = allocKey(network, family, addr);
@@ -261,25 +346,29 @@ export class Ipam {
     throw conflict(`${ip} is already in use by endpoint ${holder.value}`, 'ip');
   }
 
-  private async allocateNext(network: string, pools: Pool[], owner: string, poolGuard: Compare): Promise<string | undefined> {
-    for (const pool of pools) {
-      const r = rangeOf(pool);
-      const ck = cursorKey(network, pool.subnet);
-      const cursor = await this.store.get(ck);
-      const last = cursor === undefined ? undefined : parseIP(cursor.value).addr;
-      const addr = await this.findFree(network, r, last);
+  private async allocateNext(network: string, pools: PoolView[], owner: string, poolGuard: Compare): Promise<string | undefined> {
+    for (const p of pools) {
+      const r = p.range;
+      const ck = cursorKey(network, p.pool.subnet);
+      if (p.cursor === undefined) {
+        const kv = await this.store.get(ck);
+        p.cursor = { last: kv === undefined ? undefined : parseIP(kv.value).addr, modRevision: kv?.modRevision ?? 0 };
+      }
+      const addr = await this.findFree(network, r, p.cursor.last);
       if (addr === undefined) continue;
       const ip = formatIP(r.family, addr);
       const key = allocKey(network, r.family, addr);
       const res = await this.store.txn(
-        [{ key, modRevision: 0 }, { key: ck, modRevision: cursor?.modRevision ?? 0 }, poolGuard],
+        [{ key, modRevision: 0 }, { key: ck, modRevision: p.cursor.modRevision }, poolGuard],
         [{ put: key, value: owner }, { put: ownerKey(owner, network, r.family, addr), value: network }, { put: ck, value: ip }],
       );
-      return res.ok ? ip : undefined;
+      if (!res.ok) return undefined;
+      p.cursor = { last: addr, modRevision: res.revision };
+      return ip;
     }
-    const names = pools.length === 1 ? `pool ${describePool(pools[0] as Pool)}` : `pools ${pools.map(describePool).join(', ')}`;
+    const names = pools.length === 1 ? `pool ${describePool((pools[0] as PoolView).pool)}` : `pools ${pools.map((q) => describePool(q.pool)).join(', ')}`;
     // Exhausted means every address of the ranges is allocated or reserved.
-    const inUse = pools.reduce((n, q) => n + Number(rangeOf(q).last - rangeOf(q).first + 1n), 0);
+    const inUse = pools.reduce((n, q) => n + Number(q.range.last - q.range.first + 1n), 0);
     throw new KnitError('exhausted', `${names} of network ${network} ${pools.length === 1 ? 'has' : 'have'} no free address (${inUse} in use)`);
   }
 
@@ -299,15 +388,17 @@ export class Ipam {
     let from = allocKey(network, r.family, lo);
     const end = `${allocKey(network, r.family, hi)}\0`;
     const prefix = allocPrefix(network);
+    let batch = FIRST_BATCH;
     while (x <= hi) {
-      const rows = await this.store.range(from, end, { limit: SCAN_BATCH });
-      // A full batch of distinct keys spanning exactly SCAN_BATCH addresses
+      const rows = await this.store.range(from, end, { limit: batch });
+      // A full batch of distinct keys spanning exactly `batch` addresses
       // from x is a dense run: skip it without looking at every row.
-      const head = rows.length === SCAN_BATCH ? parseSortableIP((rows[0] as KV).key.slice(prefix.length)) : undefined;
-      const tail = head === undefined ? undefined : parseSortableIP((rows[SCAN_BATCH - 1] as KV).key.slice(prefix.length));
-      if (head?.addr === x && tail?.family === r.family && tail.addr - x === BigInt(SCAN_BATCH - 1)) {
+      const head = rows.length === batch ? parseSortableIP((rows[0] as KV).key.slice(prefix.length)) : undefined;
+      const tail = head === undefined ? undefined : parseSortableIP((rows[batch - 1] as KV).key.slice(prefix.length));
+      if (head?.addr === x && tail?.family === r.family && tail.addr - x === BigInt(batch - 1)) {
         x = skipReserved(tail.addr + 1n);
-        from = `${(rows[SCAN_BATCH - 1] as KV).key}\0`;
+        from = `${(rows[batch - 1] as KV).key}\0`;
+        batch = SCAN_BATCH;
         continue;
       }
       for (const kv of rows) {
@@ -317,8 +408,9 @@ export class Ipam {
         x = skipReserved(x + 1n);
         if (x > hi) return undefined;
       }
-      if (rows.length < SCAN_BATCH) return x <= hi ? x : undefined;
+      if (rows.length < batch) return x <= hi ? x : undefined;
       from = `${(rows[rows.length - 1] as KV).key}\0`;
+      batch = SCAN_BATCH;
     }
     return undefined;
   }

@@ -48,8 +48,13 @@ export function ownerPrefix(owner: string): string {
   return `${OWNER_ROOT}${encodeURIComponent(owner)}/`;
 }
 
+/** An owner's entries on one network: the allocator's "does it hold one already" is one short read. */
+export function ownerNetworkPrefix(owner: string, network: string): string {
+  return `${ownerPrefix(owner)}${segment(network, 'network')}/`;
+}
+
 export function ownerKey(owner: string, network: string, family: Family, addr: bigint): string {
-  return `${ownerPrefix(owner)}${segment(network, 'network')}/${sortableIP(family, addr)}`;
+  return ownerNetworkPrefix(owner, network) + sortableIP(family, addr);
 }
 
 export function parseOwnerKey(key: string, owner: string): { network: string; ip: string; family: Family; addr: bigint } | undefined {
