@@ -7,14 +7,12 @@ import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { ownerAlias } from './driver.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
-import { createBridge, createVeth, deleteLink, getLink, setBridgePort, setLink } from '../kernel/link.ts';
+import { createBridge, createVeth, deleteLink, getLink, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
 import type { Link } from '../kernel/link.ts';
 import { addAddress, listAddresses } from '../kernel/addr.ts';
 import type { Route } from '../kernel/route.ts';
 import { configureInterface } from '../kernel/iface.ts';
 import { NetlinkError, NetlinkSocket } from '../kernel/netlink/socket.ts';
-import * as C from '../kernel/netlink/constants.ts';
-import { message, nested, str, u8 } from '../kernel/netlink/message.ts';
 import { openNetnsFd, closeFd } from '../kernel/netns.ts';
 import { setSysctl } from '../kernel/sysctl.ts';
 import { macFromId } from '../kernel/mac.ts';
@@ -218,7 +216,7 @@ function tryCreateHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoi
       master: brIndex,
       up: true,
       alias: ownerAlias('ep', ep.id),
-      then: [{ msg: bridgePortByName(hostIf, portSettings(net)), op: `set bridge port ${hostIf}` }],
+      then: [setBridgePortByNameRequest(hostIf, portSettings(net))],
     });
     return true;
   } catch (err) {
@@ -227,20 +225,6 @@ function tryCreateHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoi
   }
 }
 
-/**
- * Bridge port flags of the port named `name`, as `ip link set NAME type
- * bridge_slave ...` sends them: the bridge's slave_changelink finds the port
- * by name, where the AF_BRIDGE setlink needs its ifindex.
- */
-function bridgePortByName(name: string, o: { isolated: boolean; hairpin: boolean }): Buffer {
-  const port = [u8(C.IFLA_BRPORT_MODE, o.hairpin ? 1 : 0), u8(C.IFLA_BRPORT_ISOLATED, o.isolated ? 1 : 0)];
-  const linkinfo = nested(C.IFLA_LINKINFO, [str(C.IFLA_INFO_SLAVE_KIND, 'bridge'), nested(IFLA_INFO_SLAVE_DATA, port)]);
-  // struct ifinfomsg, all zero: the link is named by IFLA_IFNAME.
-  return message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, name), linkinfo]);
-}
-
-/** Not in constants.ts yet: the port attributes of a link's master (linux/if_link.h). */
-const IFLA_INFO_SLAVE_DATA = 5;
 
 /**
  * A Docker endpoint's veth is retired by its container end: by
@@ -250,14 +234,12 @@ const IFLA_INFO_SLAVE_DATA = 5;
  * other link changes on a busy host). Deleting either end deletes the pair.
  * When the container end is not here (dockerd left it in the container, or
  * it went with the container's namespace) the bridge end is retired, as for
- * any endpoint: the reaper counts a link only when it found it.
+ * any endpoint: retire() says whether it found a link.
  */
 function retireHostPeer(host: Host, ep: Endpoint): void {
   const hostIf = ep.hostIfname as string;
   const peer = ep.hostPeer as string;
-  const before = host.reaper.size;
-  host.reaper.retire(peer, { netnsPath: host.netnsPath, ifname: hostIf });
-  if (host.reaper.size > before) return;
+  if (host.reaper.retire(peer, { netnsPath: host.netnsPath, ifname: hostIf })) return;
   host.reaper.retire(hostIf, { netnsPath: host.netnsPath, ifname: peer });
 }
 
@@ -293,7 +275,7 @@ function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, mast
       up: true,
       alias: ownerAlias('ep', ep.id),
       report: true,
-      then: [{ msg: bridgePortByName(hostIf, portSettings(net)), op: `set bridge port ${hostIf}` }],
+      then: [setBridgePortByNameRequest(hostIf, portSettings(net))],
     });
   } catch (err) {
     if (err instanceof NetlinkError && err.code === 'EEXIST') return false;

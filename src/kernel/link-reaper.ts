@@ -33,17 +33,19 @@ export class LinkReaper {
 
   /**
    * Takes the link down and out of the way now; it is deleted shortly, with
-   * every other link retired by then. A link already gone is fine.
+   * every other link retired by then. A link already gone is fine: false
+   * says there was none of that name.
    */
-  retire(name: string, peer?: PeerName): void {
+  retire(name: string, peer?: PeerName): boolean {
     try {
       setLink(this.nl, name, { up: false, group: this.group });
     } catch (err) {
-      if (err instanceof NetlinkError && err.errno === 19) return; // ENODEV: nothing to retire
+      if (err instanceof NetlinkError && err.errno === 19) return false; // ENODEV: nothing to retire
       throw err;
     }
     this.pending.set(name, peer ? keyOf(peer) : '');
     this.running ??= this.reap();
+    return true;
   }
 
   /** How many links wait for their delete. */

@@ -304,19 +304,39 @@ export function setLinkRequests(s: NetlinkSocket, nameOrIndex: NameOrIndex, o: L
   return [{ msg: message(C.RTM_NEWLINK, 0, header, a), op: `set link ${nameOrIndex}` }];
 }
 
-/** Bridge port options, IFLA_PROTINFO in an AF_BRIDGE RTM_SETLINK. */
-export function setBridgePort(
-  s: NetlinkSocket,
-  index: number,
-  o: { isolated?: boolean; hairpin?: boolean; learning?: boolean },
-): void {
+export interface BridgePortChange {
+  isolated?: boolean;
+  hairpin?: boolean;
+  learning?: boolean;
+}
+
+/** IFLA_BRPORT_* attributes for the options given. */
+function bridgePortAttrs(o: BridgePortChange): Buffer[] {
   const info: Buffer[] = [];
   if (o.hairpin !== undefined) info.push(u8(C.IFLA_BRPORT_MODE, o.hairpin ? 1 : 0));
   if (o.learning !== undefined) info.push(u8(C.IFLA_BRPORT_LEARNING, o.learning ? 1 : 0));
   if (o.isolated !== undefined) info.push(u8(C.IFLA_BRPORT_ISOLATED, o.isolated ? 1 : 0));
+  return info;
+}
+
+/** Bridge port options, IFLA_PROTINFO in an AF_BRIDGE RTM_SETLINK. */
+export function setBridgePort(s: NetlinkSocket, index: number, o: BridgePortChange): void {
+  const info = bridgePortAttrs(o);
   if (info.length === 0) return;
   const msg = message(C.RTM_SETLINK, 0, ifinfomsg(index, undefined, C.AF_BRIDGE), [nested(C.IFLA_PROTINFO, info)]);
   s.request(msg, `set bridge port ${index}`);
+}
+
+/**
+ * The same options for the port named `name`, as `ip link set NAME type
+ * bridge_slave ...` sends them: the bridge's slave_changelink finds the port
+ * by name, where the AF_BRIDGE setlink needs its ifindex. So it can ride in
+ * the message that creates the port (createVeth's `then`).
+ */
+export function setBridgePortByNameRequest(name: string, o: BridgePortChange): Request {
+  const linkinfo = nested(C.IFLA_LINKINFO, [str(C.IFLA_INFO_SLAVE_KIND, 'bridge'), nested(C.IFLA_INFO_SLAVE_DATA, bridgePortAttrs(o))]);
+  // struct ifinfomsg, all zero: the link is named by IFLA_IFNAME.
+  return { msg: message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, name), linkinfo]), op: `set bridge port ${name}` };
 }
 
 export interface BridgePort {

@@ -12,21 +12,14 @@
 import * as libc from '../libc.ts';
 import { withNetns } from '../netns.ts';
 import {
-  AF_NETLINK,
   AF_UNSPEC,
-  NETLINK_CAP_ACK,
-  NETLINK_EXT_ACK,
   NLM_F_ACK,
-  NLM_F_ACK_TLVS,
   NLM_F_REQUEST,
   NLMSG_DONE,
   NLMSG_ERROR,
-  NLMSGERR_ATTR_MSG,
-  SOCK_RAW,
-  SOL_NETLINK,
 } from './constants.ts';
-import { attrStr, message, parseAttrs, splitMessages, type Parsed } from './message.ts';
-import { NetlinkError, type Request } from './socket.ts';
+import { message, splitMessages, type Parsed } from './message.ts';
+import { extAck, NetlinkError, openNetlinkFd, type Request } from './socket.ts';
 
 export const NETLINK_NETFILTER = 12;
 export const NFNETLINK_V0 = 0;
@@ -34,19 +27,13 @@ export const NFNL_SUBSYS_NFTABLES = 10;
 export const NFNL_MSG_BATCH_BEGIN = 16; // NLMSG_MIN_TYPE
 export const NFNL_MSG_BATCH_END = 17;
 
-const NLM_F_CAPPED = 0x100;
 const EINTR = 4;
 const EAGAIN = 11;
 const ENOBUFS = 105;
 const MSG_DONTWAIT = 0x40;
-const SOL_SOCKET = 1;
-const SO_SNDBUFFORCE = 32;
-const SO_RCVBUFFORCE = 33;
-const SO_RCVTIMEO = 20;
 const RECV_SIZE = 1 << 20;
 /** Room for one failure answer per message of the biggest batch (MAX_BATCH), ~1 KiB of skb each. */
 const SOCK_BUF = 4 << 20;
-const RECV_TIMEOUT_S = 60;
 /** Messages per transaction; callers split bigger changes (see NfnetlinkSocket.transaction). */
 export const MAX_BATCH = 1024;
 
@@ -189,27 +176,7 @@ export class NfnetlinkSocket {
   }
 }
 
-function extAck(m: Parsed): string | undefined {
-  if (!(m.flags & NLM_F_ACK_TLVS)) return undefined;
-  const off = m.flags & NLM_F_CAPPED ? 4 + 16 : 4 + m.body.readUInt32LE(4);
-  return attrStr(parseAttrs(m.body, off).get(NLMSGERR_ATTR_MSG));
-}
-
 function openFd(): number {
-  const fd = libc.socket(AF_NETLINK, SOCK_RAW | libc.SOCK_CLOEXEC, NETLINK_NETFILTER);
-  if (fd < 0) throw libc.sysError('socket(AF_NETLINK, NETLINK_NETFILTER)');
-  const int = (v: number): Buffer => {
-    const b = Buffer.alloc(4);
-    b.writeInt32LE(v);
-    return b;
-  };
-  libc.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, int(1), 4);
-  libc.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, int(1), 4);
-  // FORCE: past net.core.{r,w}mem_max; we hold CAP_NET_ADMIN anyway (nf_tables needs it).
-  libc.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, int(SOCK_BUF), 4);
-  libc.setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, int(SOCK_BUF), 4);
-  const tv = Buffer.alloc(16);
-  tv.writeBigInt64LE(BigInt(RECV_TIMEOUT_S), 0);
-  libc.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16);
-  return fd;
+  // Forced buffers: room for one failure answer per message of the biggest batch.
+  return openNetlinkFd(NETLINK_NETFILTER, 'NETLINK_NETFILTER', SOCK_BUF);
 }

@@ -33,6 +33,8 @@ const ENOBUFS = 105;
 const MSG_DONTWAIT = 0x40;
 const SOL_SOCKET = 1;
 const SO_RCVTIMEO = 20;
+const SO_SNDBUFFORCE = 32;
+const SO_RCVBUFFORCE = 33;
 const RECV_SIZE = 1 << 20;
 /** Messages per datagram: their acks must fit the default receive buffer (~200 KiB of skbs). */
 const CHUNK = 128;
@@ -109,7 +111,8 @@ class Exchange {
   }
 }
 
-function extAck(m: Parsed): string | undefined {
+/** The kernel's extended-ack text of an NLMSG_ERROR answer, if it sent one. */
+export function extAck(m: Parsed): string | undefined {
   if (m.type !== NLMSG_ERROR || !(m.flags & NLM_F_ACK_TLVS)) return undefined;
   const off = m.flags & NLM_F_CAPPED ? 4 + 16 : 4 + m.body.readUInt32LE(4);
   return attrStr(parseAttrs(m.body, off).get(NLMSGERR_ATTR_MSG));
@@ -295,18 +298,33 @@ export class NetlinkSocket {
   }
 }
 
-function openFd(): number {
-  const fd = libc.socket(AF_NETLINK, SOCK_RAW | libc.SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) throw libc.sysError('socket(AF_NETLINK)');
-  const one = Buffer.alloc(4);
-  one.writeInt32LE(1);
-  // Extended acks carry the kernel's reason; capped acks skip the echoed request.
-  libc.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, one, 4);
-  libc.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, one, 4);
+/**
+ * A raw netlink socket of `protocol`: extended acks (the kernel's reason),
+ * capped acks (no echoed request) and a receive timeout. `bufBytes` forces
+ * both buffer sizes past net.core.{r,w}mem_max (needs CAP_NET_ADMIN).
+ */
+export function openNetlinkFd(protocol: number, what: string, bufBytes?: number): number {
+  const fd = libc.socket(AF_NETLINK, SOCK_RAW | libc.SOCK_CLOEXEC, protocol);
+  if (fd < 0) throw libc.sysError(`socket(AF_NETLINK, ${what})`);
+  const int = (v: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(v);
+    return b;
+  };
+  libc.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, int(1), 4);
+  libc.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, int(1), 4);
+  if (bufBytes !== undefined) {
+    libc.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, int(bufBytes), 4);
+    libc.setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, int(bufBytes), 4);
+  }
   const tv = Buffer.alloc(16); // struct timeval
   tv.writeBigInt64LE(BigInt(RECV_TIMEOUT_S), 0);
   libc.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16);
   return fd;
+}
+
+function openFd(): number {
+  return openNetlinkFd(NETLINK_ROUTE, 'NETLINK_ROUTE');
 }
 
 /** Runs fn with a short-lived socket (for one-off calls; keep sockets in hot paths). */
