@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import type { Benchmark, Report, Stat, Target } from './lib/types.ts';
 import { startBenchHost } from './lib/host.ts';
-import { ipIn, makeNetns, RUN_TAG } from './lib/netns.ts';
+import { ipIn, makeNetns, RUN_TAG, sh } from './lib/netns.ts';
 import { stat } from './lib/stats.ts';
 import { ensurePeer } from './lib/peers.ts';
 import { iperf, pingPong, pingRtt, serveIn, type Throughput } from './lib/traffic.ts';
@@ -66,6 +66,16 @@ async function knitPair(): Promise<Pair> {
   const ip = views[1]!.endpoints[0]?.ipv4?.split('/')[0];
   if (!ip) throw new Error('the server sandbox has no IPv4 address');
   return { client: views[0]!.netnsPath, server: views[1]!.netnsPath, serverIp: ip, host: h.nsPath };
+}
+
+/** Whether Knit's daemon put the pair on its fast path (the kernel may lack it: Linux < 6.16). */
+function fastpathState(hostNsPath: string): string {
+  try {
+    const out = sh('nsenter', [`--net=${hostNsPath}`, 'nft', 'list', 'map', 'netdev', 'knit', 'ports']);
+    return `on, ${(out.match(/: "/g) ?? []).length} port(s) in its map`;
+  } catch {
+    return 'off (no `table netdev knit`: every frame takes the bridge)';
+  }
 }
 
 const SUBJECTS = ['Knit bridge', 'bare bridge', 'veth pair (floor)'];
@@ -129,7 +139,8 @@ const bench: Benchmark = {
       ? `Latency: sockperf ping-pong over TCP, ${Math.min(seconds, 5)} s per run; sockperf reports half the round trip; the cell is the median of the runs' medians.`
       : `Latency: ping -i 0.01, half the mean rtt (sockperf missing: ${sockperf.missing}).`);
     notes.push('CPU: busy share of all cores from /proc/stat over each iperf3 run (client, server and kernel together), as % of one core per Gbit/s.');
-    notes.push('Knit\'s pair: two sandboxes on a Knit bridge network made through the daemon API (its `inet knit` nftables table in the host namespace: forward filter, masquerade, port maps; and `table bridge knit`, which keeps frames bridged between its ports out of conntrack). The bare bridge: `ip link add type bridge` with no nftables at all. The floor: one veth pair, no bridge.');
+    notes.push('Knit\'s pair: two sandboxes on a Knit bridge network made through the daemon API (its `inet knit` nftables table in the host namespace: forward filter, masquerade, port maps; `table bridge knit`, which keeps frames bridged between its ports out of conntrack; and `table netdev knit`, the fast path: a unicast frame to another sandbox of the same network goes from one veth\'s ingress straight out of the other\'s, never through the bridge, br_netfilter or the inet hooks). The bare bridge: `ip link add type bridge` with no nftables at all. The floor: one veth pair, no bridge.');
+    notes.push(`Knit's fast path in this run: ${fastpathState(pairs[0]!.host)}.`);
     notes.push(`Like with like: each subject in namespaces of its own, MTU 1500, veths with the kernel's default offloads and queues, no qdisc. br_netfilter: bridge-nf-call-iptables=${brnf(pairs[0]!.host)} in Knit's host namespace and ${brnf(pairs[1]!.host)} in the bare bridge's (per namespace; 1 wherever br_netfilter is built in or Docker loaded it): both bridges hand bridged IPv4 frames to the inet hooks, but only Knit's namespace has any (conntrack, NAT, its forward chain), so the gap measures that, with the bare bridge as the floor a firewall-less host would get. Knit's ports also have hairpin on.`);
     notes.push('Issue 6 quotes about 17 Gbit/s (4 streams) and 13 Gbit/s (single stream) for a bare bridge on this machine.');
     if (quick) notes.push('Quick run: 2 s per run and one repetition, too short to judge 3% and 5% targets; they are not judged.');

@@ -19,6 +19,7 @@ import { macFromId } from '../kernel/mac.ts';
 import { announceAddress } from '../kernel/arp.ts';
 import { bridgeName, gatewayCidrs, firewallNetwork } from './common.ts';
 import { applyBandwidth, bandwidthProblems, removeBandwidth } from './bandwidth.ts';
+import type { FastpathPort } from '../services/firewall/index.ts';
 
 export const bridgeDriver: NetworkDriver = {
   name: 'bridge',
@@ -86,13 +87,20 @@ export const bridgeDriver: NetworkDriver = {
         if (!link) throw new KnitError('conflict', `veth ${hostIf} for ${sb.name} on ${net.name}: the name, or ${ep.ifname} in the sandbox, is taken`);
       }
     }
-    if (link.master !== brIndex) setLink(host.nl, link.index, { master: brIndex, up: true });
+    if (link.master !== brIndex || link.group !== brIndex) setLink(host.nl, link.index, { master: brIndex, group: brIndex, up: true });
     // A veth made here got its port settings in its create's datagram.
     if (reused) setBridgePort(host.nl, link.index, portSettings(net));
     applyBandwidth(host, ep, link);
     configureSandbox(net, sb, ep, link.peerIndex);
+    if (net.icc) host.firewall.addFastpath({ ifname: hostIf, group: brIndex, mac: ep.mac, ifindex: link.index });
     // Best effort, and not needed for the reply: it goes out right after it.
     setImmediate(() => announce(sb.netnsPath, ep.ifname, ep));
+  },
+
+  forget(host, net, ep) {
+    if (!ep.hostIfname || ep.hostPeer || !net.icc || !host.firewall.fastpath) return;
+    const group = bridgeIndexes.get(host)?.get(bridgeName(net)) ?? getLink(host.nl, bridgeName(net))?.index;
+    host.firewall.removeFastpath({ ifname: ep.hostIfname, group, mac: ep.mac });
   },
 
   detach(host, _net, sb, ep) {
@@ -272,6 +280,8 @@ function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, mast
       peerMac: ep.mac,
       mtu: net.mtu,
       master,
+      // The port's group names its bridge to the fast path (see services/firewall, FASTPATH).
+      group: master,
       up: true,
       alias: ownerAlias('ep', ep.id),
       report: true,
@@ -344,4 +354,24 @@ function sandboxHas(sb: Sandbox, ep: Endpoint): boolean {
   } finally {
     s.close();
   }
+}
+
+/**
+ * The fast-path ports of sandboxes on bridge networks (icc), as the kernel
+ * has them now: only veths that exist, on their bridge, in its group.
+ * Docker's endpoints (hostPeer) take the bridge.
+ */
+export function fastpathPorts(links: Link[], networks: Network[], endpoints: Endpoint[]): FastpathPort[] {
+  const byName = new Map(links.map((l) => [l.name, l]));
+  const nets = new Map(networks.filter((n) => n.driver === 'bridge' && n.icc).map((n) => [n.id, n]));
+  const out: FastpathPort[] = [];
+  for (const ep of endpoints) {
+    const net = nets.get(ep.networkId);
+    if (!net || !ep.hostIfname || ep.hostPeer) continue;
+    const br = byName.get(bridgeName(net));
+    const port = byName.get(ep.hostIfname);
+    if (!br || !port || port.master !== br.index || port.group !== br.index) continue;
+    out.push({ ifname: port.name, group: br.index, mac: ep.mac, ifindex: port.index });
+  }
+  return out;
 }

@@ -12,6 +12,12 @@ export interface NetworkDriver {
   deleteNetwork(host: Host, net: Network): void | Promise<void>;
   /** Make the endpoint's interface exist in the sandbox, configured; keep what is already right. */
   attach(host: Host, net: Network, sb: Sandbox, ep: Endpoint): void | Promise<void>;
+  /**
+   * Undo kernel state keyed by the endpoint that must go with its record,
+   * also when the interface itself goes with its namespace and detach is
+   * never called (the bridge's fast-path entry); succeeds when it is gone.
+   */
+  forget?(host: Host, net: Network, ep: Endpoint): void;
   /** Remove the endpoint's interface; succeeds when it is already gone. */
   detach(host: Host, net: Network, sb: Sandbox, ep: Endpoint): void | Promise<void>;
   /** What differs between the kernel and the records (empty when all is right). */

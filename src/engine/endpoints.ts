@@ -151,6 +151,7 @@ export async function attach(
   } catch (err) {
     await undo(ctx, `endpoint of ${sb.name} on ${net.name}`, [
       () => (mappings.length ? ctx.host.firewall.removePorts(firewallPorts(ep)) : undefined),
+      () => driver.forget?.(ctx.host, net, ep),
       () => driver.detach(ctx.host, net, sb, ep),
       () => ctx.ipam.releaseOwner(id, net.id),
       () => ctx.state.deleteEndpoint(id),
@@ -167,6 +168,7 @@ export async function attach(
  */
 export async function forgetEndpoint(ctx: EngineContext, ep: Endpoint, net: Network | undefined, sb: Sandbox | undefined): Promise<(() => Promise<void>) | undefined> {
   if (ep.ports.length) ctx.host.firewall.removePorts(firewallPorts(ep));
+  if (net) driverFor(net.driver).forget?.(ctx.host, net, ep);
   await ctx.ipam.releaseOwner(ep.id, ep.networkId);
   await ctx.state.deleteEndpoint(ep.id);
   if (!net || !sb) return undefined;

@@ -7,6 +7,7 @@ import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { driverFor } from '../drivers/index.ts';
 import { parseOwnerAlias } from '../drivers/driver.ts';
 import { firewallNetwork } from '../drivers/common.ts';
+import { fastpathPorts } from '../drivers/bridge.ts';
 import { firewallPorts } from './published-ports.ts';
 import { createNetns, isNetns } from '../kernel/netns.ts';
 import { deleteLink, listLinks } from '../kernel/link.ts';
@@ -76,11 +77,12 @@ export async function reconcile(engine: Engine): Promise<ReconcileReport> {
       }
     });
 
-    // 3. The firewall table, rebuilt whole from the records.
+    // 3. The firewall tables, rebuilt whole from the records (and the fast path from the ports there are).
     await attempt('firewall', () =>
       host.firewall.ensure({
         networks: networks.filter((n) => n.driver === 'bridge').map(firewallNetwork),
         ports: endpoints.flatMap((e) => (netById.has(e.networkId) ? firewallPorts(e) : [])),
+        fastpath: fastpathPorts(listLinks(host.nl), networks, endpoints),
       }),
     );
 

@@ -58,7 +58,7 @@ const IFF_NO_PI = 0x1000;
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
 
-function checkName(name: string, field = 'name'): void {
+export function checkName(name: string, field = 'name'): void {
   if (name.length === 0 || Buffer.byteLength(name) >= IFNAMSIZ || /[\s/:]/.test(name)) {
     throw invalid(field, `'${name}' is not a valid interface name (1 to 15 characters, no spaces, '/' or ':')`);
   }

@@ -11,6 +11,7 @@ import { KnitError } from '../lib/errors.ts';
 import { attr, ipBytes, nested, parseAttrs, str } from './netlink/message.ts';
 import { MAX_BATCH, nfMessage, NFNL_SUBSYS_NFTABLES, NfnetlinkSocket } from './netlink/nfnetlink.ts';
 import { NetlinkError, type Request } from './netlink/socket.ts';
+import { chainDevicesMessage, describeChainDevices, type ChainDevicesChange } from './nft-chains.ts';
 
 export const NFPROTO_INET = 1;
 /** Changes per transaction (apply() splits longer lists). */
@@ -51,6 +52,20 @@ const PROTOCOLS = { tcp: 6, udp: 17 } as const;
 /** inet_proto: the IP protocol number, one byte. */
 export function inetProto(proto: keyof typeof PROTOCOLS): Buffer {
   return Buffer.from([PROTOCOLS[proto]]);
+}
+
+/** ether_addr: six bytes. */
+export function etherAddr(mac: string): Buffer {
+  const hex = mac.replaceAll(':', '');
+  if (!/^[0-9a-fA-F]{12}$/.test(hex)) throw new KnitError('invalid', `'${mac}' is not a MAC address`);
+  return Buffer.from(hex, 'hex');
+}
+
+/** iface_index and devgroup: a u32 in host (little-endian here) order, as meta loads them. */
+export function hostU32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v);
+  return b;
 }
 
 /** inet_service: a port, two bytes in network order. */
@@ -148,7 +163,15 @@ function explain(err: NetlinkError): string {
   return detail;
 }
 
-function describe(c: ElementChange): string {
+/** What one transaction may carry: element changes, and devices joining or leaving a netdev chain. */
+export type NftChange = ElementChange | ChainDevicesChange;
+
+function isElementChange(c: NftChange): c is ElementChange {
+  return c.verb === 'add' || c.verb === 'delete';
+}
+
+function describe(c: NftChange): string {
+  if (!isElementChange(c)) return describeChainDevices(c);
   const verb = c.verb === 'add' ? 'add' : 'delete';
   return `${verb} element ${c.table} ${c.set} { ${c.label ?? `0x${c.elem.key.toString('hex')}`} }`;
 }
@@ -193,11 +216,14 @@ export class NftElements {
    * position. Past MAX_BATCH, batches before a failed one stay applied and
    * those after it are not tried (ECANCELED).
    */
-  apply(changes: ElementChange[], options?: { exclusive?: boolean }): (NftElementError | undefined)[] {
+  apply(changes: NftChange[], options?: { exclusive?: boolean }): (NftElementError | undefined)[] {
     const out = new Array<NftElementError | undefined>(changes.length);
     for (let start = 0; start < changes.length; start += MAX_BATCH) {
       const chunk = changes.slice(start, start + MAX_BATCH);
-      const reqs: Request[] = chunk.map((c) => ({ msg: elementMessage(c, options?.exclusive ?? false), op: describe(c) }));
+      const reqs: Request[] = chunk.map((c) => ({
+        msg: isElementChange(c) ? elementMessage(c, options?.exclusive ?? false) : chainDevicesMessage(c),
+        op: describe(c),
+      }));
       const errs = this.#sock.transaction(NFNL_SUBSYS_NFTABLES, reqs);
       let failed = false;
       errs.forEach((e, i) => {
@@ -216,7 +242,7 @@ export class NftElements {
   }
 
   /** apply(), throwing the first failure. */
-  commit(changes: ElementChange[], options?: { exclusive?: boolean }): void {
+  commit(changes: NftChange[], options?: { exclusive?: boolean }): void {
     const err = this.apply(changes, options).find((e) => e !== undefined);
     if (err !== undefined) throw err;
   }

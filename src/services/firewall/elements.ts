@@ -3,10 +3,10 @@
 import { KnitError } from '../../lib/errors.ts';
 import { formatIP, lastAddr, parsePrefix } from '../../lib/ip.ts';
 import type { Family } from '../../lib/ip.ts';
-import { concat, ifname, inetProto, inetService, ipv4Addr, ipv6Addr, split } from '../../kernel/nft-elements.ts';
+import { concat, etherAddr, hostU32, ifname, inetProto, inetService, ipv4Addr, ipv6Addr, split } from '../../kernel/nft-elements.ts';
 import type { SetElement } from '../../kernel/nft-elements.ts';
 import type { MapElement, SetName } from './ruleset.ts';
-import type { FirewallNetwork } from './types.ts';
+import type { FastpathPort, FirewallNetwork } from './types.ts';
 
 function addr(ip: string): Buffer {
   return ip.includes(':') ? ipv6Addr(ip) : ipv4Addr(ip);
@@ -64,4 +64,10 @@ export function encodeNetworkElements(n: FirewallNetwork): { set: SetName; elem:
     if (n.masquerade && !n.internal) one(`nat${fam}`, elem, label);
   }
   return out;
+}
+
+/** The fast path's element for a port: its group . its sandbox's MAC : its ifindex. */
+export function encodeFastpathElement(p: Pick<FastpathPort, 'group' | 'mac'> & { ifindex?: number }): SetElement {
+  const key = concat([hostU32(p.group), etherAddr(p.mac)]);
+  return p.ifindex === undefined ? { key } : { key, data: hostU32(p.ifindex) };
 }

@@ -13,23 +13,26 @@
 import { conflict } from '../../lib/errors.ts';
 import type { Nft } from '../../kernel/nft.ts';
 import { NftError } from '../../kernel/nft.ts';
-import { MAX_BATCH } from '../../kernel/nft-elements.ts';
-import type { ElementChange, NftElements } from '../../kernel/nft-elements.ts';
+import { MAX_BATCH, NftElementError } from '../../kernel/nft-elements.ts';
+import type { ElementChange, NftChange, NftElements } from '../../kernel/nft-elements.ts';
+import { NF_NETDEV_INGRESS, NFPROTO_NETDEV } from '../../kernel/nft-chains.ts';
 import { canonicalIP, familyOf } from '../../lib/ip.ts';
-import { decodeMapValue, encodeMapElement, encodeNetworkElements } from './elements.ts';
+import { decodeMapValue, encodeFastpathElement, encodeMapElement, encodeNetworkElements } from './elements.ts';
 import {
   BRIDGE_CHAINS,
   bridgeRulesetText,
   CHAINS,
+  FASTPATH,
   MAPS,
   mapElement,
   mapElementText,
+  netdevRulesetText,
   rulesetText,
   SETS,
   TABLE,
 } from './ruleset.ts';
 import type { MapElement, MapName } from './ruleset.ts';
-import type { FirewallNetwork, FirewallState, PortMapping, Proto } from './types.ts';
+import type { FastpathPort, FirewallNetwork, FirewallState, PortMapping, Proto } from './types.ts';
 
 /** nft's words for "that element (or table) is not there". */
 function isAbsent(err: unknown): boolean {
@@ -53,6 +56,12 @@ export class Firewall {
    */
   #bridgeTable = true;
 
+  /**
+   * False when the kernel refused `table netdev knit` (netdev hooks by name
+   * need Linux 6.16): frames between sandboxes then go through the bridge.
+   */
+  #fastpath = false;
+
   constructor(nft: Nft, options?: { table?: string }) {
     this.#nft = nft;
     this.#elements = nft.elements;
@@ -72,6 +81,71 @@ export class Firewall {
     }
     this.#published.clear();
     for (const e of state.ports.map(mapElement)) this.#published.set(slot(e), e.value);
+    this.#fastpath = this.#loadFastpath(state.fastpath ?? []);
+  }
+
+  /** Whether frames between sandboxes of a network may skip the bridge (see FASTPATH). */
+  get fastpath(): boolean {
+    return this.#fastpath;
+  }
+
+  /** The netdev table with these ports in it; false (and no table) when the kernel cannot have it. */
+  #loadFastpath(ports: FastpathPort[]): boolean {
+    try {
+      this.#nft.run(netdevRulesetText(this.table));
+    } catch (err) {
+      if (!(err instanceof NftError)) throw err;
+      return false;
+    }
+    const changes: NftChange[] = [this.#devices('delete-devices', [FASTPATH.placeholder])];
+    if (ports.length > 0) changes.push(this.#devices('add-devices', ports.map((p) => p.ifname)));
+    for (const p of ports) changes.push(this.#fastpathElement('add', p));
+    try {
+      this.#elements.commit(changes);
+      return true;
+    } catch (err) {
+      // Only a speed-up: without it every frame takes the bridge, as it would anyway.
+      // The table goes too, so no chain is left hooked with a half-filled map.
+      try {
+        this.#nft.run(`delete table netdev ${this.table}\n`);
+      } catch {
+        // already gone
+      }
+      if (!(err instanceof NftElementError)) throw err;
+      return false;
+    }
+  }
+
+  /**
+   * Puts a port on the fast path: frames from its network's other ports to
+   * its MAC leave through it. Replaces what an earlier port of that MAC
+   * left (a crash between a detach and its cleanup).
+   */
+  addFastpath(p: FastpathPort): void {
+    if (!this.#fastpath) return;
+    const add: NftChange[] = [this.#devices('add-devices', [p.ifname]), this.#fastpathElement('add', p)];
+    const errs = this.#elements.apply(add);
+    if (errs.every((e) => e === undefined)) return;
+    if (errs[1]?.errnoCode !== 'EEXIST') throw errs.find((e) => e !== undefined);
+    this.#elements.commit([this.#fastpathElement('delete', p), ...add]);
+  }
+
+  /** Takes a port off the fast path; what is already gone is fine. */
+  removeFastpath(p: Pick<FastpathPort, 'ifname' | 'mac'> & { group: number | undefined }): void {
+    if (!this.#fastpath) return;
+    const changes: NftChange[] = [this.#devices('delete-devices', [p.ifname])];
+    // No group when the bridge is gone: its ports' elements went stale with it, and the next start drops them.
+    if (p.group !== undefined) changes.push(this.#fastpathElement('delete', { group: p.group, mac: p.mac }));
+    this.#deleteAll(changes);
+  }
+
+  #devices(verb: 'add-devices' | 'delete-devices', devices: string[]): NftChange {
+    return { verb, table: this.table, chain: FASTPATH.chain, hook: NF_NETDEV_INGRESS, priority: FASTPATH.priority, devices };
+  }
+
+  #fastpathElement(verb: 'add' | 'delete', p: Pick<FastpathPort, 'group' | 'mac'> & { ifindex?: number }): ElementChange {
+    const elem = encodeFastpathElement(verb === 'add' ? p : { group: p.group, mac: p.mac });
+    return { verb, family: NFPROTO_NETDEV, table: this.table, set: FASTPATH.map, elem, label: `${p.group} . ${p.mac}` };
   }
 
   /**
@@ -196,7 +270,7 @@ export class Firewall {
    * Deletes elements in one transaction. Absent ones (ENOENT: also a missing
    * table) abort it, so they are dropped and the rest tried again.
    */
-  #deleteAll(changes: ElementChange[]): void {
+  #deleteAll(changes: NftChange[]): void {
     let left = changes;
     while (left.length > 0) {
       const errs = this.#elements.apply(left);

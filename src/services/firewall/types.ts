@@ -31,7 +31,20 @@ export interface PortMapping {
   containerPort: number;
 }
 
+/** A sandbox's port on its network's bridge, as the fast path knows it. */
+export interface FastpathPort {
+  /** The host end of the sandbox's veth. */
+  ifname: string;
+  /** Its interface group: the bridge's ifindex, shared by every port of the network. */
+  group: number;
+  /** The sandbox end's MAC: frames to it leave through this port. */
+  mac: string;
+  ifindex: number;
+}
+
 export interface FirewallState {
   networks: FirewallNetwork[];
   ports: PortMapping[];
+  /** Ports of networks whose sandboxes may talk to each other (icc), present in the kernel. */
+  fastpath?: FastpathPort[];
 }
