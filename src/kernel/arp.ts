@@ -14,18 +14,17 @@ const SOCK_DGRAM = 2;
 const ETH_P_ARP = 0x0806;
 const ARPHRD_ETHER = 1;
 const ARPOP_REQUEST = 1;
-const ARPOP_REPLY = 2;
 
-function arpPacket(op: number, mac: Buffer, ip: Buffer): Buffer {
+/** An ARP announcement: a request with sender = target = ip, target MAC zero. */
+function arpPacket(mac: Buffer, ip: Buffer): Buffer {
   const p = Buffer.alloc(28);
   p.writeUInt16BE(ARPHRD_ETHER, 0);
   p.writeUInt16BE(0x0800, 2);
   p.writeUInt8(6, 4);
   p.writeUInt8(4, 5);
-  p.writeUInt16BE(op, 6);
+  p.writeUInt16BE(ARPOP_REQUEST, 6);
   mac.copy(p, 8);
   ip.copy(p, 14); // sender = target: announcement, not a question
-  if (op === ARPOP_REPLY) mac.copy(p, 18);
   ip.copy(p, 24);
   return p;
 }
@@ -43,8 +42,11 @@ function broadcastTo(ifindex: number): Buffer {
 }
 
 /**
- * Sends an unsolicited ARP request and reply (as `arping -U` and `arping -A`
- * do; hosts differ in which one they honour) for ip on ifname.
+ * Sends one ARP announcement for ip on ifname: a request whose sender and
+ * target are both ip (RFC 5227, `arping -U`, what the reference CNI bridge
+ * plugin sends). Linux updates an existing entry from it, and with
+ * arp_accept creates one. One frame, not a request and a reply: a broadcast
+ * is copied to every port of the bridge, so each costs CPU per sandbox.
  */
 export function sendGratuitousArp(netnsPath: string, ifname: string, ip: string, mac: string): void {
   const { family, bytes } = ipBytes(ip, 'ip');
@@ -59,10 +61,8 @@ export function sendGratuitousArp(netnsPath: string, ifname: string, ip: string,
       fd = libc.socket(AF_PACKET, SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
       if (fd < 0) throw libc.sysError('socket(AF_PACKET)');
       const to = broadcastTo(ifindex);
-      for (const op of [ARPOP_REQUEST, ARPOP_REPLY]) {
-        const pkt = arpPacket(op, hw, bytes);
-        if (libc.sendto(fd, pkt, pkt.length, 0, to, to.length) < 0) throw libc.sysError(`send gratuitous ARP on ${ifname}`);
-      }
+      const pkt = arpPacket(hw, bytes);
+      if (libc.sendto(fd, pkt, pkt.length, 0, to, to.length) < 0) throw libc.sysError(`send gratuitous ARP on ${ifname}`);
     });
   } finally {
     // Releasing a packet socket waits for an RCU grace period (~13 ms here);
