@@ -16,7 +16,7 @@ import { ensurePeer } from './lib/peers.ts';
 import { netavarkOptions, type NetavarkNet } from './lib/netavark.ts';
 import { nthAddress } from './lib/floor.ts';
 import { fmt } from './lib/table.ts';
-import { Chain, execIn, pool, type Attachment } from './lib/cni-chain.ts';
+import { Chain, execIn, launcherKind, pool, type Attachment } from './lib/cni-chain.ts';
 
 const PLUGIN = join(ROOT, 'dist/cni/knit');
 const CNI_DIR = '/usr/lib/cni';
@@ -300,7 +300,7 @@ const bench: Benchmark = {
     });
 
     notes.push(
-      `Every call is one process, timed from spawn to exit (process start included), forked inside a benchmark host namespace (from a setns window of the benchmark's own thread, not through nsenter, whose exec would add ~4 ms to every subject) (Knit's daemon's for the plugin, one for the reference chains, one for netavark) so that bridges, veths and iptables/nftables rules stay there.`,
+      `Every call is one process, timed from spawn to exit (process start included; a chain's figure sums its processes), started inside a benchmark host namespace (Knit's daemon's for the plugin, one for the reference chains, one for netavark) so that bridges, veths and iptables/nftables rules stay there. Started by: ${launcherKind()}. Rates are wall time for the whole batch.`,
       `Process start floor in this run: \`/bin/true\` takes ${fmt(stat(spawnFloor).median)} ms (median of ${n}, min ${fmt(stat(spawnFloor).min)}). Every subject ran in this one run on this machine: compare the columns with each other, and against other runs only at a like load average.`,
       `Knit plugin: ${PLUGIN} (${plugin.kind}), hard-linked at the start so a rebuild during the run does not change it; conf {"type":"knit","socket":…,"bridge","isGateway","isDefaultGateway","ipMasq":true,"subnet":"10.91.0.0/16","capabilities":{"portMappings":true}}, the port as runtimeConfig.portMappings [{hostPort, containerPort 80, tcp}].`,
       `Reference chain: containernetworking-plugins ${pkgVersion('containernetworking-plugins')} from ${CNI_DIR}, bridge (isGateway, isDefaultGateway, ipMasq) + host-local (a /16, dataDir per run), then + portmap (runtimeConfig portMappings, snat), then + firewall (iptables backend); run as libcni does: one process per plugin, ADD in order with prevResult, DEL in reverse with the cached ADD result; cniVersion 1.0.0. A row's figure is the whole chain.`,
