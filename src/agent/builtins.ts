@@ -20,6 +20,7 @@ export async function ensureBuiltinNetworks(engine: Engine, defaultBridge: boole
       icc: true,
       masquerade: false,
       dns: false,
+      fastpath: false,
       options: {},
       labels: {},
       origin: 'builtin',

@@ -238,6 +238,8 @@ export function parseCniNetConf(c: Record<string, unknown>): CniNetConf {
   if (ipMasq !== undefined) options.masquerade = String(ipMasq);
   const icc = bool(c, 'icc');
   if (icc !== undefined) options.icc = String(icc);
+  const fastpath = bool(c, 'fastpath');
+  if (fastpath !== undefined) options.fastpath = String(fastpath);
   // Knit's `--opt dns=false`; `dns` itself is the CNI spec's resolver section.
   const enableDns = bool(c, 'enableDns');
   if (enableDns !== undefined) options.dns = String(enableDns);

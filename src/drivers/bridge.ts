@@ -92,13 +92,13 @@ export const bridgeDriver: NetworkDriver = {
     if (reused) setBridgePort(host.nl, link.index, portSettings(net));
     applyBandwidth(host, ep, link);
     configureSandbox(net, sb, ep, link.peerIndex);
-    if (net.icc) host.firewall.addFastpath({ ifname: hostIf, group: brIndex, mac: ep.mac, ifindex: link.index });
+    if (onFastpath(net)) host.firewall.addFastpath({ ifname: hostIf, group: brIndex, mac: ep.mac, ifindex: link.index });
     // Best effort, and not needed for the reply: it goes out right after it.
     setImmediate(() => announce(sb.netnsPath, ep.ifname, ep));
   },
 
   forget(host, net, ep) {
-    if (!ep.hostIfname || ep.hostPeer || !net.icc || !host.firewall.fastpath) return;
+    if (!ep.hostIfname || ep.hostPeer || !onFastpath(net) || !host.firewall.fastpath) return;
     const group = bridgeIndexes.get(host)?.get(bridgeName(net)) ?? getLink(host.nl, bridgeName(net))?.index;
     host.firewall.removeFastpath({ ifname: ep.hostIfname, group, mac: ep.mac });
   },
@@ -366,14 +366,19 @@ function sandboxHas(sb: Sandbox, ep: Endpoint): boolean {
   }
 }
 
+/** Whether a network's sandboxes go port to port: not with icc=false (isolated ports), nor when turned off. */
+function onFastpath(net: Network): boolean {
+  return net.icc && net.fastpath;
+}
+
 /**
- * The fast-path ports of sandboxes on bridge networks (icc), as the kernel
+ * The fast-path ports of sandboxes on bridge networks, as the kernel
  * has them now: only veths that exist, on their bridge, in its group.
  * Docker's endpoints (hostPeer) take the bridge.
  */
 export function fastpathPorts(links: Link[], networks: Network[], endpoints: Endpoint[]): FastpathPort[] {
   const byName = new Map(links.map((l) => [l.name, l]));
-  const nets = new Map(networks.filter((n) => n.driver === 'bridge' && n.icc).map((n) => [n.id, n]));
+  const nets = new Map(networks.filter((n) => n.driver === 'bridge' && onFastpath(n)).map((n) => [n.id, n]));
   const out: FastpathPort[] = [];
   for (const ep of endpoints) {
     const net = nets.get(ep.networkId);

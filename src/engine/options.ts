@@ -11,6 +11,8 @@ export interface BridgeOptions {
   masquerade: boolean;
   mtu: number;
   dns: boolean;
+  /** Unicast between the network's sandboxes skips the bridge (services/firewall, FASTPATH). */
+  fastpath: boolean;
   hostBindingIPv4?: string;
 }
 
@@ -25,6 +27,7 @@ const ALIASES: Record<string, keyof BridgeOptions> = {
   mtu: 'mtu',
   'com.docker.network.driver.mtu': 'mtu',
   dns: 'dns',
+  fastpath: 'fastpath',
   host_binding_ipv4: 'hostBindingIPv4',
   'com.docker.network.bridge.host_binding_ipv4': 'hostBindingIPv4',
 };
@@ -47,7 +50,7 @@ function bool(key: string, v: string): boolean {
 }
 
 export function parseBridgeOptions(opts: Record<string, string>): BridgeOptions {
-  const out: BridgeOptions = { icc: true, masquerade: true, mtu: 1500, dns: true };
+  const out: BridgeOptions = { icc: true, masquerade: true, mtu: 1500, dns: true, fastpath: true };
   for (const [key, value] of Object.entries(opts)) {
     const name = ALIASES[key];
     if (!name) {
@@ -61,6 +64,7 @@ export function parseBridgeOptions(opts: Record<string, string>): BridgeOptions 
       case 'icc':
       case 'masquerade':
       case 'dns':
+      case 'fastpath':
         out[name] = bool(key, value);
         break;
       case 'mtu': {

@@ -26,6 +26,7 @@ export function planNetwork(req: NetworkCreate, newId: () => string): Network {
     icc: opts.icc,
     masquerade: opts.masquerade,
     dns: opts.dns,
+    fastpath: opts.fastpath,
     options: req.options ?? {},
     labels: req.labels ?? {},
     origin: req.origin ?? 'api',

@@ -29,6 +29,8 @@ export const Network = z.object({
   icc: z.boolean().default(true),
   masquerade: z.boolean().default(true),
   dns: z.boolean().default(true),
+  /** Unicast between sandboxes goes port to port, not through the bridge (`--opt fastpath=false` turns it off). */
+  fastpath: z.boolean().default(true),
   hostBindingIPv4: z.string().optional(),
   options: z.record(z.string(), z.string()).default({}),
   labels: z.record(z.string(), z.string()).default({}),

@@ -18,8 +18,9 @@ const counterTable = uniqueName('knft');
 
 before(async () => {
   h = await startTestHost({ defaultBridge: false });
-  // Counts ICMP the bridge forwards between its ports: the fast path leaves it at 0.
-  h.inHost('nft', `add table bridge ${counterTable}; add chain bridge ${counterTable} counted { type filter hook forward priority 0; }; add rule bridge ${counterTable} counted ip protocol icmp counter`);
+  // Counts ICMP the bridge forwards between its ports: the fast path leaves it at 0. Before
+  // br_netfilter (priority -1): for IPv4 it resumes the bridge hooks only past priority 0.
+  h.inHost('nft', `add table bridge ${counterTable}; add chain bridge ${counterTable} counted { type filter hook forward priority -200; }; add rule bridge ${counterTable} counted ip protocol icmp counter`);
 });
 after(() => removeNetnsWithPrefix(prefix));
 
@@ -105,4 +106,16 @@ test('a restart rebuilds the fast path from the ports there are', async () => {
   assert.ok(ping(e1.name, ip4(e2)));
   assert.equal(bridgedIcmp(), before);
   h.knit('sandbox', 'rm', e1.name, e2.name);
+});
+
+test('fastpath=false keeps a network on the bridge', () => {
+  h.json('network', 'create', 'fpf', '--subnet', '10.86.0.0/24', '--opt', 'fastpath=false');
+  const f1 = h.json<SandboxView>('sandbox', 'create', sbName(), '--network', 'fpf');
+  const f2 = h.json<SandboxView>('sandbox', 'create', sbName(), '--network', 'fpf');
+  assert.ok(![...fastpath().elements.values()].includes(hostIf(f1)));
+  const before = bridgedIcmp();
+  assert.ok(ping(f1.name, ip4(f2)));
+  assert.ok(bridgedIcmp() > before, 'the ICMP crossed the bridge');
+  assert.notEqual(h.knit('network', 'create', 'fpg', '--opt', 'fastpath=maybe').code, 0);
+  h.knit('sandbox', 'rm', f1.name, f2.name);
 });

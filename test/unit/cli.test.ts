@@ -29,6 +29,7 @@ const NET: NetworkView = {
   icc: true,
   masquerade: true,
   dns: true,
+  fastpath: true,
   options: {},
   labels: {},
   origin: 'api',

@@ -12,7 +12,7 @@ import type { Network, Sandbox } from '../../src/model/index.ts';
 function net(name: string, over: Partial<Network> = {}): Network {
   return {
     id: `id-${name}`, name, tenant: 'default', driver: 'bridge', scope: 'local', ipv6: false, internal: false, mtu: 1500,
-    icc: true, masquerade: true, dns: true, options: {}, labels: {}, origin: 'api', created: '2026-01-01T00:00:00Z',
+    icc: true, masquerade: true, dns: true, fastpath: true, options: {}, labels: {}, origin: 'api', created: '2026-01-01T00:00:00Z',
     subnets: [{ subnet: '10.1.0.0/24', gateway: '10.1.0.1', auxAddresses: {} }],
     ...over,
   };
