@@ -7,7 +7,7 @@ import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { ownerAlias } from './driver.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
-import { createBridge, createVeth, deleteLink, getLink, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
+import { createBridge, createVeth, deleteLink, getLink, noLinkLocalByNameRequest, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
 import type { Link } from '../kernel/link.ts';
 import { addAddress, listAddresses } from '../kernel/addr.ts';
 import type { Route } from '../kernel/route.ts';
@@ -224,7 +224,7 @@ function tryCreateHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoi
       master: brIndex,
       up: true,
       alias: ownerAlias('ep', ep.id),
-      then: [setBridgePortByNameRequest(hostIf, portSettings(net))],
+      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalByNameRequest(hostIf)],
     });
     return true;
   } catch (err) {
@@ -295,7 +295,7 @@ function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, mast
       up: true,
       alias: ownerAlias('ep', ep.id),
       report: true,
-      then: [setBridgePortByNameRequest(hostIf, portSettings(net))],
+      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalByNameRequest(hostIf)],
     });
   } catch (err) {
     if (err instanceof NetlinkError && err.code === 'EEXIST') return false;

@@ -339,6 +339,17 @@ export function setBridgePortByNameRequest(name: string, o: BridgePortChange): R
   return { msg: message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, name), linkinfo]), op: `set bridge port ${name}` };
 }
 
+/**
+ * No IPv6 link-local address on this link (address generation mode none;
+ * the kernel takes it only on an existing link, not in the create). A
+ * bridge port needs none, and the link-local address's DAD, router
+ * solicitations and MLD reports would be flooded to every other port.
+ */
+export function noLinkLocalByNameRequest(name: string): Request {
+  const inet6 = nested(C.AF_INET6, [u8(C.IFLA_INET6_ADDR_GEN_MODE, C.IN6_ADDR_GEN_MODE_NONE)]);
+  return { msg: message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, name), nested(C.IFLA_AF_SPEC, [inet6])]), op: `set addrgenmode none on ${name}` };
+}
+
 export interface BridgePort {
   hairpin: boolean;
   learning: boolean;

@@ -91,6 +91,8 @@ test('dual stack: both addresses and IPv6 between peers', () => {
   assert.match(s1.endpoints[0]?.ipv6 ?? '', /^fd00:96::/);
   const v6 = (s2.endpoints[0]?.ipv6 ?? '').split('/')[0] as string;
   assert.ok(inNs(s1.name, 'ping', '-6', '-c', '1', '-W', '2', v6).code === 0, 'IPv6 ping');
+  // Host ends of veths are bridge ports: no link-local address, so nothing of theirs is flooded.
+  assert.equal(h.inHost('ip', '-6', 'addr', 'show', 'dev', s1.endpoints[0]?.hostIfname as string).trim(), '');
   h.knit('sandbox', 'rm', s1.name, s2.name);
 });
 
