@@ -98,7 +98,7 @@ export const bridgeDriver: NetworkDriver = {
   },
 
   forget(host, net, ep) {
-    if (!ep.hostIfname || ep.hostPeer || !onFastpath(net) || !host.firewall.fastpath) return;
+    if (!ep.hostIfname || !onFastpath(net) || !host.firewall.fastpath) return;
     const group = bridgeIndexes.get(host)?.get(bridgeName(net)) ?? getLink(host.nl, bridgeName(net))?.index;
     host.firewall.removeFastpath({ ifname: ep.hostIfname, group, mac: ep.mac });
   },
@@ -144,35 +144,37 @@ async function attachHostPeer(host: Host, net: Network, ep: Endpoint): Promise<v
   await host.reaper.clear({ netnsPath: host.netnsPath, ifname: ep.hostPeer as string });
   await host.reaper.clear({ netnsPath: host.netnsPath, ifname: hostIf });
   const noted = bridgeIndexes.get(host)?.has(bridgeName(net)) === true;
-  let created: boolean;
+  let brIndex = bridgeIndex(host, net);
+  let link: Link | false;
   try {
-    created = tryCreateHostPeer(host, net, bridgeIndex(host, net), ep);
+    link = tryCreateHostPeer(host, net, brIndex, ep);
   } catch (err) {
     // The bridge may have been made again since its index was noted: look it up once more.
     if (!noted) throw err;
-    created = tryCreateHostPeer(host, net, bridgeIndex(host, net, true), ep);
+    brIndex = bridgeIndex(host, net, true);
+    link = tryCreateHostPeer(host, net, brIndex, ep);
   }
-  if (!created) {
-    const brIndex = bridgeIndex(host, net, true);
+  if (!link) {
+    brIndex = bridgeIndex(host, net, true);
     const existing = getLink(host.nl, hostIf);
     if (existing && isOwnHostPeer(host, existing, ep)) {
-      // This endpoint's own veth (the Join again): it needs only to be on the bridge, up, with its port settings.
-      if (existing.master !== brIndex || !existing.up) setLink(host.nl, existing.index, { master: brIndex, up: true });
+      // This endpoint's own veth (the Join again): it needs only to be on the bridge, up, in its group, with its port settings.
+      if (existing.master !== brIndex || !existing.up || existing.group !== brIndex) setLink(host.nl, existing.index, { master: brIndex, group: brIndex, up: true });
       setBridgePort(host.nl, existing.index, portSettings(net));
+      link = existing;
     } else {
       if (existing) deleteLink(host.nl, existing.index);
       const stale = getLink(host.nl, ep.hostPeer as string);
       if (stale && stale.alias === undefined) deleteLink(host.nl, stale.index);
-      if (!tryCreateHostPeer(host, net, brIndex, ep)) {
+      link = tryCreateHostPeer(host, net, brIndex, ep);
+      if (!link) {
         throw new KnitError('conflict', `veth ${hostIf}/${ep.hostPeer} on ${net.name}: a name is taken by an interface Knit did not make`);
       }
     }
   }
-  if (ep.bandwidth) {
-    const link = getLink(host.nl, hostIf);
-    if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
-    applyBandwidth(host, ep, link);
-  }
+  if (ep.bandwidth) applyBandwidth(host, ep, link);
+  // The MAC is the container end's: dockerd moves and renames that end, and keeps it.
+  if (onFastpath(net)) host.firewall.addFastpath({ ifname: hostIf, group: brIndex, mac: ep.mac, ifindex: link.index });
   // The container end has no address yet: announce from the bridge, so that
   // peers replace a neighbour entry left by an earlier holder of the address.
   // Best effort, and not needed for the reply: it goes out right after it.
@@ -212,27 +214,31 @@ function bridgeIndex(host: Host, net: Network, fresh = false): number {
   return br.index;
 }
 
-/** The veth of a Docker endpoint, on the bridge, up, with its port settings; false when a name is taken (EEXIST). */
-function tryCreateHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoint): boolean {
+/** The veth of a Docker endpoint, on the bridge, up, with its port settings, as made; false when a name is taken (EEXIST). */
+function tryCreateHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoint): Link | false {
   const hostIf = ep.hostIfname as string;
+  let link: Link | undefined;
   try {
-    createVeth(host.nl, {
+    link = createVeth(host.nl, {
       name: hostIf,
       peerName: ep.hostPeer as string,
       peerMac: ep.mac,
       mtu: net.mtu,
       master: brIndex,
+      // The port's group names its bridge to the fast path (see services/firewall, FASTPATH).
+      group: brIndex,
       up: true,
       alias: ownerAlias('ep', ep.id),
+      report: true,
       then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalByNameRequest(hostIf)],
     });
-    return true;
   } catch (err) {
     if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
     throw new KnitError('internal', `creating veth ${hostIf}/${ep.hostPeer} on ${net.name}: ${messageOf(err)}`, { cause: err });
   }
+  if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
+  return link;
 }
-
 
 /**
  * A Docker endpoint's veth is retired by its container end: by
@@ -374,7 +380,6 @@ function onFastpath(net: Network): boolean {
 /**
  * The fast-path ports of sandboxes on bridge networks, as the kernel
  * has them now: only veths that exist, on their bridge, in its group.
- * Docker's endpoints (hostPeer) take the bridge.
  */
 export function fastpathPorts(links: Link[], networks: Network[], endpoints: Endpoint[]): FastpathPort[] {
   const byName = new Map(links.map((l) => [l.name, l]));
@@ -382,7 +387,7 @@ export function fastpathPorts(links: Link[], networks: Network[], endpoints: End
   const out: FastpathPort[] = [];
   for (const ep of endpoints) {
     const net = nets.get(ep.networkId);
-    if (!net || !ep.hostIfname || ep.hostPeer) continue;
+    if (!net || !ep.hostIfname) continue;
     const br = byName.get(bridgeName(net));
     const port = byName.get(ep.hostIfname);
     if (!br || !port || port.master !== br.index || port.group !== br.index) continue;

@@ -79,6 +79,9 @@ test('Knit serves a stock dockerd as network and IPAM driver', { skip }, async (
     const k = knitNet(dockerNet('netA').Id);
     assert.equal(k.endpoints.length, 2);
     assert.ok(k.endpoints.some((e) => e.ipv4 === '10.198.7.7/16'));
+    // Both containers' host ends are on the fast path, keyed by the containers' MACs.
+    const fastpath = h.inHost('nft', 'list', 'map', 'netdev', 'knit', 'ports').out;
+    assert.ok(fastpath.includes(mac) && fastpath.includes('02:42:0a:c6:07:07'), fastpath);
   });
 
   await t.test('containers on two Knit networks cannot reach each other', () => {
