@@ -7,7 +7,7 @@ import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { ownerAlias } from './driver.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
-import { createBridge, createVeth, deleteLink, getLink, noLinkLocalByNameRequest, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
+import { createBridge, createVeth, deleteLink, getLink, noLinkLocalRequest, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
 import type { Link } from '../kernel/link.ts';
 import { addAddress, listAddresses } from '../kernel/addr.ts';
 import type { Route } from '../kernel/route.ts';
@@ -230,7 +230,7 @@ function tryCreateHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoi
       up: true,
       alias: ownerAlias('ep', ep.id),
       report: true,
-      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalByNameRequest(hostIf)],
+      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalRequest(hostIf)],
     });
   } catch (err) {
     if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
@@ -301,7 +301,7 @@ function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, mast
       up: true,
       alias: ownerAlias('ep', ep.id),
       report: true,
-      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalByNameRequest(hostIf)],
+      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalRequest(hostIf)],
     });
   } catch (err) {
     if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
@@ -342,6 +342,8 @@ function configureSandbox(net: Network, sb: Sandbox, ep: Endpoint, peerIndex: nu
     configureInterface(s, {
       index,
       addresses: [...(ep.ipv4 ? [{ cidr: ep.ipv4 }] : []), ...(ep.ipv6 ? [{ cidr: ep.ipv6, noDad: true }] : [])],
+      // On an IPv4-only network the sandbox's IPv6 would only announce itself to every other sandbox.
+      ipv6LinkLocal: ep.ipv6 !== undefined,
       up: true,
       loopbackUp: true,
       routes,

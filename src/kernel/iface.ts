@@ -2,7 +2,7 @@
 // loopback's and the routes through it, sent as one netlink batch (one
 // sendmsg, one ack each) instead of a round trip per step.
 import { addAddressRequest } from './addr.ts';
-import { setLinkRequests } from './link.ts';
+import { noLinkLocalRequest, setLinkRequests } from './link.ts';
 import { addRouteRequest, type Route } from './route.ts';
 import type { NetlinkError, NetlinkSocket, Request } from './netlink/socket.ts';
 
@@ -13,6 +13,12 @@ export interface InterfaceSetup {
   /** ifindex of the interface in the socket's netns. */
   index: number;
   addresses: { cidr: string; noDad?: boolean }[];
+  /**
+   * False: no IPv6 link-local address (an interface with no IPv6 address to
+   * use it with), so its coming up sends no DAD, router solicitation or MLD
+   * report, each of which a bridge copies to every other port.
+   */
+  ipv6LinkLocal?: boolean;
   /** Sets the interface up (and the loopback with it when loopbackUp). */
   up: boolean;
   loopbackUp?: boolean;
@@ -36,6 +42,7 @@ export function configureInterface(s: NetlinkSocket, o: InterfaceSetup): void {
       mayExist.push(exists);
     }
   };
+  if (o.ipv6LinkLocal === false) push([noLinkLocalRequest(o.index)], false);
   for (const a of o.addresses) push([addAddressRequest(o.index, a.cidr, a.noDad === true ? { noDad: true } : {})], true);
   if (o.up) push(setLinkRequests(s, o.index, { up: true }), false);
   if (o.loopbackUp === true) push(setLinkRequests(s, LOOPBACK_INDEX, { up: true }), false);

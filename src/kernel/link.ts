@@ -345,9 +345,10 @@ export function setBridgePortByNameRequest(name: string, o: BridgePortChange): R
  * bridge port needs none, and the link-local address's DAD, router
  * solicitations and MLD reports would be flooded to every other port.
  */
-export function noLinkLocalByNameRequest(name: string): Request {
+export function noLinkLocalRequest(nameOrIndex: NameOrIndex): Request {
   const inet6 = nested(C.AF_INET6, [u8(C.IFLA_INET6_ADDR_GEN_MODE, C.IN6_ADDR_GEN_MODE_NONE)]);
-  return { msg: message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, name), nested(C.IFLA_AF_SPEC, [inet6])]), op: `set addrgenmode none on ${name}` };
+  const { header, attrs } = target(nameOrIndex);
+  return { msg: message(C.RTM_NEWLINK, 0, header, [...attrs, nested(C.IFLA_AF_SPEC, [inet6])]), op: `set addrgenmode none on ${nameOrIndex}` };
 }
 
 export interface BridgePort {

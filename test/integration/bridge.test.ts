@@ -93,7 +93,11 @@ test('dual stack: both addresses and IPv6 between peers', () => {
   assert.ok(inNs(s1.name, 'ping', '-6', '-c', '1', '-W', '2', v6).code === 0, 'IPv6 ping');
   // Host ends of veths are bridge ports: no link-local address, so nothing of theirs is flooded.
   assert.equal(h.inHost('ip', '-6', 'addr', 'show', 'dev', s1.endpoints[0]?.hostIfname as string).trim(), '');
-  h.knit('sandbox', 'rm', s1.name, s2.name);
+  assert.match(inNs(s1.name, 'ip', '-6', 'addr', 'show', 'dev', 'eth0').out, /fe80::/, 'an IPv6 sandbox keeps its link-local address');
+  // On an IPv4-only network the sandbox's interface has none either.
+  const v4only = h.json<SandboxView>('sandbox', 'create', sbName(), '--network', 'bridge');
+  assert.equal(inNs(v4only.name, 'ip', '-6', 'addr', 'show', 'dev', 'eth0').out.trim(), '');
+  h.knit('sandbox', 'rm', s1.name, s2.name, v4only.name);
 });
 
 test('published ports answer from the host (127.0.0.1, gateway) and from another sandbox', async () => {
