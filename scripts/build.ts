@@ -44,8 +44,7 @@ export const CNI_EXECUTABLES = [
   { in: 'src/cni/ipam-plugin.ts', bundle: 'knit-ipam', out: 'knit-ipam' },
 ];
 
-// bun:ffi: required only when running on Bun (src/lib/bun-libc.ts), never on Node.
-const EXTERNAL = ['koffi', '*.node', 'bun:ffi'];
+const EXTERNAL = ['koffi', '*.node'];
 
 const REQUIRE_BANNER = "import { createRequire as __knitCreateRequire } from 'node:module'; const require = __knitCreateRequire(import.meta.url);";
 

@@ -1,7 +1,6 @@
 // A tiny JSON client for the daemon's API over its unix socket: one HTTP/1.1
 // request per connection, the reply read until the daemon closes it.
 import type { ErrorBody } from '../model/api.ts';
-import { blockingIO } from '../lib/bun-libc.ts';
 
 // On Node, node:net through getBuiltinModule, not `import` and not node:http:
 // an ESM import of a builtin evaluates every lazy export (node:http pulls in
@@ -69,7 +68,7 @@ export class Client {
       (body === undefined && method !== 'POST' ? '' : `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n`) +
       '\r\n';
     const request = Buffer.concat([Buffer.from(head, 'latin1'), payload]);
-    const exchange = bun !== undefined ? this.exchangeOnBun(bun, request) : this.exchangeNet(request);
+    const exchange = bun !== undefined ? this.exchangeBun(bun, request) : this.exchangeNet(request);
     return exchange.then((raw) => {
       let res: HttpResponse;
       try {
@@ -98,17 +97,6 @@ export class Client {
         if (!failed) resolve(Buffer.concat(chunks));
       });
     });
-  }
-
-  /** On Bun: blocking libc calls where bun:ffi has them (see lib/bun-libc.ts), else Bun's sockets. */
-  private exchangeOnBun(b: BunNet, request: Buffer): Promise<Buffer> {
-    const io = blockingIO();
-    if (io === undefined) return this.exchangeBun(b, request);
-    try {
-      return Promise.resolve(io.exchange(this.socketPath, request, replyComplete));
-    } catch (err) {
-      return Promise.reject(this.unreachable(err instanceof Error ? err : new Error(String(err))));
-    }
   }
 
   /**

@@ -4,7 +4,6 @@
 // print the error object on stdout and exit 1. Everything it touches is
 // injected so it can be driven from unit tests.
 import { CniError, ErrorCode, toCniError } from './errors.ts';
-import { blockingIO } from '../lib/bun-libc.ts';
 import type { Result, VersionInfo } from './types.ts';
 import { CURRENT, decodeConfVersion, formatResult, greaterThanOrEqual, reconcile, resultAsVersion } from './version.ts';
 
@@ -126,8 +125,7 @@ function bunIO(bun: BunRuntime): PluginIO {
   };
   return {
     env: process.env,
-    // A blocking read(2) where bun:ffi has libc: Bun.stdin's first read costs ~0.5 ms more.
-    readStdin: async () => blockingIO()?.readAll(0) ?? Buffer.from(await bun.stdin.arrayBuffer()),
+    readStdin: async () => Buffer.from(await bun.stdin.arrayBuffer()),
     stdout: writer(bun.stdout),
     stderr: writer(bun.stderr),
     isOwnNetns: async (path) => {
