@@ -92,15 +92,15 @@ export const bridgeDriver: NetworkDriver = {
     if (reused) setBridgePort(host.nl, link.index, portSettings(net));
     applyBandwidth(host, ep, link);
     configureSandbox(net, sb, ep, link.peerIndex);
-    if (onFastpath(net)) host.firewall.addFastpath({ ifname: hostIf, group: brIndex, mac: ep.mac, ifindex: link.index });
+    if (onFastpath(net)) host.firewall.fastpath.add({ ifname: hostIf, group: brIndex, mac: ep.mac, ifindex: link.index });
     // Best effort, and not needed for the reply: it goes out right after it.
     setImmediate(() => announce(sb.netnsPath, ep.ifname, ep));
   },
 
   forget(host, net, ep) {
-    if (!ep.hostIfname || !onFastpath(net) || !host.firewall.fastpath) return;
+    if (!ep.hostIfname || !onFastpath(net) || !host.firewall.fastpath.enabled) return;
     const group = bridgeIndexes.get(host)?.get(bridgeName(net)) ?? getLink(host.nl, bridgeName(net))?.index;
-    host.firewall.removeFastpath({ ifname: ep.hostIfname, group, mac: ep.mac });
+    host.firewall.fastpath.remove({ ifname: ep.hostIfname, group, mac: ep.mac });
   },
 
   detach(host, _net, sb, ep) {
@@ -174,7 +174,7 @@ async function attachHostPeer(host: Host, net: Network, ep: Endpoint): Promise<v
   }
   if (ep.bandwidth) applyBandwidth(host, ep, link);
   // The MAC is the container end's: dockerd moves and renames that end, and keeps it.
-  if (onFastpath(net)) host.firewall.addFastpath({ ifname: hostIf, group: brIndex, mac: ep.mac, ifindex: link.index });
+  if (onFastpath(net)) host.firewall.fastpath.add({ ifname: hostIf, group: brIndex, mac: ep.mac, ifindex: link.index });
   // The container end has no address yet: announce from the bridge, so that
   // peers replace a neighbour entry left by an earlier holder of the address.
   // Best effort, and not needed for the reply: it goes out right after it.

@@ -247,6 +247,25 @@ export class NftElements {
     if (err !== undefined) throw err;
   }
 
+  /**
+   * Deletes in one transaction, where what is absent is fine: absent ones
+   * (ENOENT, also a missing table or chain device) abort a transaction, so
+   * they are dropped and the rest tried again.
+   */
+  deleteAll(changes: NftChange[]): void {
+    let left = changes;
+    while (left.length > 0) {
+      const errs = this.apply(left);
+      if (errs.every((e) => e === undefined)) return;
+      const hard = errs.find((e) => e !== undefined && e.errnoCode !== 'ENOENT' && e.errnoCode !== 'ECANCELED');
+      if (hard !== undefined) throw hard;
+      const absent = errs.map((e) => e?.errnoCode === 'ENOENT');
+      const before = left.length;
+      left = left.filter((_, i) => !absent[i]);
+      if (left.length === before) throw errs.find((e) => e !== undefined);
+    }
+  }
+
   /** The element of `set` with this key (its value for a map), or undefined when absent. */
   get(table: string, set: string, key: Buffer, family = NFPROTO_INET): SetElement | undefined {
     const msg = nfMessage(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETSETELEM, 0, family, [

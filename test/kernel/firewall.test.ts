@@ -362,21 +362,21 @@ test('ensure replaces the table atomically; a flushed ruleset is detected', { sk
 });
 
 test('fast path: a port joins and leaves idempotently; its MAC on another port replaces the element', { skip }, () => {
-  assert.equal(fw.fastpath, true, 'this kernel hooks netdev chains by name (6.16+)');
+  assert.equal(fw.fastpath.enabled, true, 'this kernel hooks netdev chains by name (6.16+)');
   const index = (dev: string) => (JSON.parse(inNs(H, 'ip', '-j', 'link', 'show', dev)) as { ifindex: number }[])[0]?.ifindex as number;
   const list = () => inNs(H, 'nft', 'list', 'table', 'netdev', 'knit');
   const p = { ifname: 'knfp0', group: 7, mac: '02:42:0a:01:00:09', ifindex: index('up0') };
-  fw.addFastpath(p);
-  fw.addFastpath(p);
+  fw.fastpath.add(p);
+  fw.fastpath.add(p);
   assert.match(list(), /device "knfp0"/);
   assert.match(list(), /7 \. 02:42:0a:01:00:09 : "up0"/);
   // The same MAC on a new port (a crash left the old element): the new one wins.
-  fw.addFastpath({ ...p, ifname: 'knfp1', ifindex: index('knA') });
+  fw.fastpath.add({ ...p, ifname: 'knfp1', ifindex: index('knA') });
   assert.match(list(), /7 \. 02:42:0a:01:00:09 : "knA"/);
-  fw.removeFastpath({ ...p, ifname: 'knfp1' });
-  fw.removeFastpath({ ...p, ifname: 'knfp1' });
-  fw.removeFastpath(p);
+  fw.fastpath.remove({ ...p, ifname: 'knfp1' });
+  fw.fastpath.remove({ ...p, ifname: 'knfp1' });
+  fw.fastpath.remove(p);
   // Without a group (its bridge is gone) only the device leaves.
-  fw.removeFastpath({ ...p, group: undefined });
+  fw.fastpath.remove({ ...p, group: undefined });
   assert.doesNotMatch(list(), /knfp|02:42:0a:01:00:09/);
 });

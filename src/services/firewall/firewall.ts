@@ -1,4 +1,5 @@
-// Knit's firewall in one namespace: the `inet knit` table, loaded whole once
+// Knit's firewall in one namespace: the `inet knit` table (and `bridge knit`;
+// `netdev knit` is the fast path's, see fastpath.ts), loaded whole once
 // (start, reconcile) and then changed only element by element.
 //
 // What the caller must do besides (sysctls are per netns, and not ours to
@@ -13,26 +14,24 @@
 import { conflict } from '../../lib/errors.ts';
 import type { Nft } from '../../kernel/nft.ts';
 import { NftError } from '../../kernel/nft.ts';
-import { MAX_BATCH, NftElementError } from '../../kernel/nft-elements.ts';
-import type { ElementChange, NftChange, NftElements } from '../../kernel/nft-elements.ts';
-import { NF_NETDEV_INGRESS, NFPROTO_NETDEV } from '../../kernel/nft-chains.ts';
+import { MAX_BATCH } from '../../kernel/nft-elements.ts';
+import type { ElementChange, NftElements } from '../../kernel/nft-elements.ts';
+import { Fastpath } from './fastpath.ts';
 import { canonicalIP, familyOf } from '../../lib/ip.ts';
-import { decodeMapValue, encodeFastpathElement, encodeMapElement, encodeNetworkElements } from './elements.ts';
+import { decodeMapValue, encodeMapElement, encodeNetworkElements } from './elements.ts';
 import {
   BRIDGE_CHAINS,
   bridgeRulesetText,
   CHAINS,
-  FASTPATH,
   MAPS,
   mapElement,
   mapElementText,
-  netdevRulesetText,
   rulesetText,
   SETS,
   TABLE,
 } from './ruleset.ts';
 import type { MapElement, MapName } from './ruleset.ts';
-import type { FastpathPort, FirewallNetwork, FirewallState, PortMapping, Proto } from './types.ts';
+import type { FirewallNetwork, FirewallState, PortMapping, Proto } from './types.ts';
 
 /** nft's words for "that element (or table) is not there". */
 function isAbsent(err: unknown): boolean {
@@ -56,16 +55,14 @@ export class Firewall {
    */
   #bridgeTable = true;
 
-  /**
-   * False when the kernel refused `table netdev knit` (netdev hooks by name
-   * need Linux 6.16): frames between sandboxes then go through the bridge.
-   */
-  #fastpath = false;
+  /** `table netdev knit`: frames between sandboxes of a network, port to port. */
+  readonly fastpath: Fastpath;
 
   constructor(nft: Nft, options?: { table?: string }) {
     this.#nft = nft;
     this.#elements = nft.elements;
     this.table = options?.table ?? TABLE;
+    this.fastpath = new Fastpath(nft, this.table);
   }
 
   /** Replaces the whole table with exactly this state, in one transaction. */
@@ -81,71 +78,7 @@ export class Firewall {
     }
     this.#published.clear();
     for (const e of state.ports.map(mapElement)) this.#published.set(slot(e), e.value);
-    this.#fastpath = this.#loadFastpath(state.fastpath ?? []);
-  }
-
-  /** Whether frames between sandboxes of a network may skip the bridge (see FASTPATH). */
-  get fastpath(): boolean {
-    return this.#fastpath;
-  }
-
-  /** The netdev table with these ports in it; false (and no table) when the kernel cannot have it. */
-  #loadFastpath(ports: FastpathPort[]): boolean {
-    try {
-      this.#nft.run(netdevRulesetText(this.table));
-    } catch (err) {
-      if (!(err instanceof NftError)) throw err;
-      return false;
-    }
-    const changes: NftChange[] = [this.#devices('delete-devices', [FASTPATH.placeholder])];
-    if (ports.length > 0) changes.push(this.#devices('add-devices', ports.map((p) => p.ifname)));
-    for (const p of ports) changes.push(this.#fastpathElement('add', p));
-    try {
-      this.#elements.commit(changes);
-      return true;
-    } catch (err) {
-      // Only a speed-up: without it every frame takes the bridge, as it would anyway.
-      // The table goes too, so no chain is left hooked with a half-filled map.
-      try {
-        this.#nft.run(`delete table netdev ${this.table}\n`);
-      } catch {
-        // already gone
-      }
-      if (!(err instanceof NftElementError)) throw err;
-      return false;
-    }
-  }
-
-  /**
-   * Puts a port on the fast path: frames from its network's other ports to
-   * its MAC leave through it. Replaces what an earlier port of that MAC
-   * left (a crash between a detach and its cleanup).
-   */
-  addFastpath(p: FastpathPort): void {
-    if (!this.#fastpath) return;
-    const add: NftChange[] = [this.#devices('add-devices', [p.ifname]), this.#fastpathElement('add', p)];
-    const errs = this.#elements.apply(add);
-    if (errs.every((e) => e === undefined)) return;
-    if (errs[1]?.errnoCode !== 'EEXIST') throw errs.find((e) => e !== undefined);
-    this.#elements.commit([this.#fastpathElement('delete', p), ...add]);
-  }
-
-  /** Takes a port off the fast path; what is already gone is fine. */
-  removeFastpath(p: Pick<FastpathPort, 'ifname' | 'mac'> & { group: number | undefined }): void {
-    if (!this.#fastpath) return;
-    const changes: NftChange[] = [this.#devices('delete-devices', [p.ifname])];
-    // No group when the bridge is gone: its ports' elements went stale with it, and the next start drops them.
-    if (p.group !== undefined) changes.push(this.#fastpathElement('delete', { group: p.group, mac: p.mac }));
-    this.#deleteAll(changes);
-  }
-
-  #devices(verb: 'add-devices' | 'delete-devices', devices: string[]): NftChange {
-    return { verb, table: this.table, chain: FASTPATH.chain, hook: NF_NETDEV_INGRESS, priority: FASTPATH.priority, devices };
-  }
-
-  #fastpathElement(verb: 'add' | 'delete', p: Pick<FastpathPort, 'group' | 'mac'> & { ifindex?: number }): ElementChange {
-    const elem = encodeFastpathElement(verb === 'add' ? p : { group: p.group, mac: p.mac });
-    return { verb, family: NFPROTO_NETDEV, table: this.table, set: FASTPATH.map, elem, label: `${p.group} . ${p.mac}` };
+    this.fastpath.load(state.fastpath ?? []);
   }
 
   /**
@@ -191,7 +124,7 @@ export class Firewall {
   }
 
   removeNetwork(n: FirewallNetwork): void {
-    this.#deleteAll(encodeNetworkElements(n).map(({ set, elem, label }) => this.#change('delete', set, elem, label)));
+    this.#elements.deleteAll(encodeNetworkElements(n).map(({ set, elem, label }) => this.#change('delete', set, elem, label)));
   }
 
   /**
@@ -209,7 +142,7 @@ export class Firewall {
     }
     // Past MAX_BATCH, batches before the failed one were applied: undo what they added.
     const applied = elems.slice(0, failedAt - (failedAt % MAX_BATCH)).filter((e) => !this.#published.has(slot(e)));
-    this.#deleteAll(applied.map((e) => this.#change('delete', e.map, encodeMapElement(e), mapElementText(e))));
+    this.#elements.deleteAll(applied.map((e) => this.#change('delete', e.map, encodeMapElement(e), mapElementText(e))));
     errs.forEach((err, i) => {
       const e = elems[i];
       if (err?.errnoCode !== 'EEXIST' || e === undefined) return;
@@ -235,7 +168,7 @@ export class Firewall {
     const elems = ports.map(mapElement);
     if (elems.length === 0) return;
     const mine = elems.filter((e) => (this.#published.get(slot(e)) ?? this.#lookup(e)) === e.value);
-    this.#deleteAll(mine.map((e) => this.#change('delete', e.map, encodeMapElement(e), mapElementText(e))));
+    this.#elements.deleteAll(mine.map((e) => this.#change('delete', e.map, encodeMapElement(e), mapElementText(e))));
     for (const e of mine) this.#published.delete(slot(e));
   }
 
@@ -264,24 +197,6 @@ export class Firewall {
 
   #change(verb: 'add' | 'delete', set: string, elem: ElementChange['elem'], label: string): ElementChange {
     return { verb, table: this.table, set, elem, label };
-  }
-
-  /**
-   * Deletes elements in one transaction. Absent ones (ENOENT: also a missing
-   * table) abort it, so they are dropped and the rest tried again.
-   */
-  #deleteAll(changes: NftChange[]): void {
-    let left = changes;
-    while (left.length > 0) {
-      const errs = this.#elements.apply(left);
-      if (errs.every((e) => e === undefined)) return;
-      const hard = errs.find((e) => e !== undefined && e.errnoCode !== 'ENOENT' && e.errnoCode !== 'ECANCELED');
-      if (hard !== undefined) throw hard;
-      const absent = errs.map((e) => e?.errnoCode === 'ENOENT');
-      const before = left.length;
-      left = left.filter((_, i) => !absent[i]);
-      if (left.length === before) throw errs.find((e) => e !== undefined);
-    }
   }
 
   /** The value a map holds for an element's key ("addr . port"), or undefined. */

@@ -127,47 +127,6 @@ export const BRIDGE_CHAINS: Record<string, { hook: string; rules: string[] }> = 
   },
 };
 
-/**
- * `table netdev knit`, the fast path between sandboxes of one network. Its
- * chain hooks the ingress of each host-side veth (the chain's devices are
- * changed one port at a time, over netlink: see Firewall.addFastpath). A
- * unicast frame to the MAC of another sandbox of the same network goes
- * straight out of that sandbox's port (`fwd`): no bridge, no br_netfilter,
- * no inet hooks. The key is the ingress port's interface group (its
- * bridge's ifindex, set when the veth is made) and the destination MAC, so a
- * frame never crosses to another network's port: the map only pairs ports of
- * one bridge. Anything else (broadcast, the gateway's MAC, a MAC not in the
- * map) finds no element and goes on to the bridge as before.
- *
- * The chain is declared with a placeholder device, removed right after the
- * load: nft 1.0 cannot declare a netdev chain without one. On kernels before
- * 6.16, which hook netdev chains only on devices that exist, that load fails
- * and there is no fast path.
- */
-export const FASTPATH = {
-  chain: 'fastpath',
-  /** devgroup . ether_addr : iface_index */
-  map: 'ports',
-  priority: 0,
-  placeholder: 'knit-fastpath',
-} as const;
-
-/** `table netdev <table>` as one nft buffer that replaces any existing one. */
-export function netdevRulesetText(table = TABLE): string {
-  return [
-    `table netdev ${table}`,
-    `delete table netdev ${table}`,
-    `table netdev ${table} {`,
-    `  map ${FASTPATH.map} { type devgroup . ether_addr : iface_index; }`,
-    `  chain ${FASTPATH.chain} {`,
-    `    type filter hook ingress devices = { "${FASTPATH.placeholder}" } priority ${FASTPATH.priority}; policy accept;`,
-    `    fwd to meta iifgroup . ether daddr map @${FASTPATH.map}`,
-    '  }',
-    '}',
-    '',
-  ].join('\n');
-}
-
 const IFNAME = /^[A-Za-z0-9_.+@-]{1,15}$/;
 
 function ifname(name: string, field = 'bridge'): string {
