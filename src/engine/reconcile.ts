@@ -7,7 +7,7 @@ import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { driverFor } from '../drivers/index.ts';
 import { parseOwnerAlias } from '../drivers/driver.ts';
 import { firewallNetwork } from '../drivers/common.ts';
-import { fastpathPorts } from '../drivers/bridge.ts';
+import { fastpathPorts } from '../drivers/bridge-port.ts';
 import { firewallPorts } from './published-ports.ts';
 import { createNetns, isNetns } from '../kernel/netns.ts';
 import { deleteLink, listLinks } from '../kernel/link.ts';
