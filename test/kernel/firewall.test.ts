@@ -379,4 +379,11 @@ test('fast path: a port joins and leaves idempotently; its MAC on another port r
   // Without a group (its bridge is gone) only the device leaves.
   fw.fastpath.remove({ ...p, group: undefined });
   assert.doesNotMatch(list(), /knfp|02:42:0a:01:00:09/);
+  // The table flushed away under it: attaches go on, over the bridge, until the next load.
+  inNs(H, 'nft', 'delete', 'table', 'netdev', 'knit');
+  fw.fastpath.add(p);
+  assert.equal(fw.fastpath.enabled, false);
+  fw.fastpath.remove(p);
+  fw.fastpath.load([]);
+  assert.equal(fw.fastpath.enabled, true);
 });

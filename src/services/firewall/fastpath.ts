@@ -105,6 +105,11 @@ export class Fastpath {
     const add: NftChange[] = [this.#devices('add-devices', [p.ifname]), this.#element('add', p)];
     const errs = this.#elements.apply(add);
     if (errs.every((e) => e === undefined)) return;
+    if (errs.some((e) => e?.errnoCode === 'ENOENT')) {
+      // The table is gone (an `nft flush ruleset`): only a speed-up, so frames take the bridge until the next start rebuilds it.
+      this.#enabled = false;
+      return;
+    }
     if (errs[1]?.errnoCode !== 'EEXIST') throw errs.find((e) => e !== undefined);
     this.#elements.commit([this.#element('delete', p), ...add]);
   }
