@@ -4,7 +4,7 @@ import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network } from '../model/index.ts';
 import { ownerAlias } from './driver.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
-import { createVeth, deleteLink, getLink, noLinkLocalRequest, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
+import { createVeth, deleteLink, getLink, getLinkInNetnsId, noLinkLocalRequest, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
 import type { Link } from '../kernel/link.ts';
 import { NetlinkError } from '../kernel/netlink/socket.ts';
 import { bridgeName } from './common.ts';
@@ -42,7 +42,8 @@ export async function attachHostPeer(host: Host, net: Network, ep: Endpoint): Pr
     brIndex = bridgeIndex(host, net, true);
     const existing = getLink(host.nl, hostIf);
     if (existing && isOwnHostPeer(host, existing, ep)) {
-      // This endpoint's own veth (the Join again): it needs only to be on the bridge, up, in its group, with its port settings.
+      // This endpoint's own veth (a Join again, or a repair at start after dockerd moved the container end):
+      // it needs only to be on the bridge, up, in its group, with its port settings.
       if (existing.master !== brIndex || !existing.up || existing.group !== brIndex) setLink(host.nl, existing.index, { master: brIndex, group: brIndex, up: true });
       setBridgePort(host.nl, existing.index, portSettings(net));
       link = existing;
@@ -68,13 +69,16 @@ export async function attachHostPeer(host: Host, net: Network, ep: Endpoint): Pr
 /**
  * The link holding the endpoint's host-side name is the veth an earlier
  * Join made: the alias alone does not say so (the create's datagram sets it
- * by name even when the create fails with EEXIST), its peer does: named
- * ep.hostPeer, in this namespace, with the endpoint's MAC.
+ * by name even when the create fails with EEXIST), its peer does: with the
+ * endpoint's MAC, and either named ep.hostPeer in this namespace (before
+ * dockerd moved it) or in another one (the container's: a repair at start
+ * must keep the pair the container runs on).
  */
 function isOwnHostPeer(host: Host, link: Link, ep: Endpoint): boolean {
-  if (link.kind !== 'veth' || link.alias !== ownerAlias('ep', ep.id) || link.peerIndex === undefined || link.linkNetnsId !== undefined) return false;
-  const peer = getLink(host.nl, link.peerIndex);
-  return peer !== undefined && peer.name === ep.hostPeer && peer.mac.toLowerCase() === ep.mac.toLowerCase();
+  if (link.kind !== 'veth' || link.alias !== ownerAlias('ep', ep.id) || link.peerIndex === undefined) return false;
+  const moved = link.linkNetnsId !== undefined;
+  const peer = moved ? getLinkInNetnsId(host.nl, link.linkNetnsId as number, link.peerIndex) : getLink(host.nl, link.peerIndex);
+  return peer !== undefined && (moved || peer.name === ep.hostPeer) && peer.mac.toLowerCase() === ep.mac.toLowerCase();
 }
 
 /** The veth of a Docker endpoint, on the bridge, up, with its port settings, as made; false when a name is taken (EEXIST). */

@@ -474,6 +474,23 @@ export function getLink(s: NetlinkSocket, nameOrIndex: NameOrIndex): Link | unde
   }
 }
 
+/**
+ * A link in the namespace the socket's namespace knows as `netnsId` (a
+ * veth's linkNetnsId): a veth's peer after it moved, looked at without
+ * entering that namespace.
+ */
+export function getLinkInNetnsId(s: NetlinkSocket, netnsId: number, index: number): Link | undefined {
+  const nsid = Buffer.alloc(4);
+  nsid.writeInt32LE(netnsId);
+  try {
+    const m = s.query(message(C.RTM_GETLINK, 0, ifinfomsg(index), [attr(C.IFLA_TARGET_NETNSID, nsid)]), `get link ${index} in netns id ${netnsId}`).find((x) => x.type === C.RTM_NEWLINK);
+    return m === undefined ? undefined : decodeLink(m);
+  } catch (e) {
+    if (isGone(e)) return undefined;
+    throw e;
+  }
+}
+
 /** ifindex of a link, or a NetlinkError ENODEV naming it. */
 export function linkIndex(s: NetlinkSocket, name: string): number {
   const l = getLink(s, name);

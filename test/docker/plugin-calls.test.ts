@@ -183,6 +183,24 @@ test('CreateEndpoint, Knit restarts, then EndpointOperInfo and Join still know t
   await ok('IpamDriver.ReleaseAddress', { PoolID: poolId, Address: ep.address });
 });
 
+test('a repair at start keeps the veth a running container is on: taken off its bridge, it is put back, not made again', async () => {
+  const ep = await createEndpoint();
+  const r = await join_(ep);
+  assert.equal(r.Err, undefined);
+  moveIn(ep, (r.InterfaceName as { SrcName: string }).SrcName);
+  const hostIf = `kn${ep.id.slice(0, 11)}`;
+  const indexOf = () => (JSON.parse(h.inHost('ip', '-j', 'link', 'show', hostIf)) as { ifindex: number }[])[0]?.ifindex;
+  const before = indexOf();
+  h.inHost('ip', 'link', 'set', hostIf, 'nomaster');
+  await h.stop();
+  await h.start();
+  assert.equal(port(hostIf)?.master, bridge, 'back on its bridge');
+  assert.equal(indexOf(), before, 'the same veth');
+  assert.match(sh('ip', ['-n', ep.ns, 'link', 'show', 'eth1']), /eth1/, 'the container keeps its interface');
+  await remove(ep, true);
+  await h.settle();
+});
+
 test('the bridge made again under its name (new ifindex): the next Join finds it', async () => {
   const first = await createEndpoint();
   assert.equal((await join_(first)).Err, undefined);

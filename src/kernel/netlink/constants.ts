@@ -68,6 +68,7 @@ export const IFLA_INET6_ADDR_GEN_MODE = 8;
 export const IN6_ADDR_GEN_MODE_NONE = 1;
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_LINK_NETNSID = 37;
+export const IFLA_TARGET_NETNSID = 46;
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
 export const IFLA_INFO_SLAVE_KIND = 4;
