@@ -3,13 +3,12 @@
 import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network } from '../model/index.ts';
 import { ownerAlias } from './driver.ts';
-import { KnitError, messageOf } from '../lib/errors.ts';
-import { createVeth, deleteLink, getLink, getLinkInNetnsId, noLinkLocalRequest, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
+import { KnitError } from '../lib/errors.ts';
+import { deleteLink, getLink, getLinkInNetnsId, setBridgePort, setLink } from '../kernel/link.ts';
 import type { Link } from '../kernel/link.ts';
-import { NetlinkError } from '../kernel/netlink/socket.ts';
 import { bridgeName } from './common.ts';
 import { applyBandwidth } from './bandwidth.ts';
-import { announce, bridgeIndex, knownBridgeIndex, onFastpath, portSettings } from './bridge-port.ts';
+import { announce, bridgeIndex, knownBridgeIndex, onFastpath, portSettings, tryCreatePortVeth } from './bridge-port.ts';
 
 /**
  * Docker's Join contract: both ends of the veth stay in the host namespace;
@@ -81,30 +80,9 @@ function isOwnHostPeer(host: Host, link: Link, ep: Endpoint): boolean {
   return peer !== undefined && (moved || peer.name === ep.hostPeer) && peer.mac.toLowerCase() === ep.mac.toLowerCase();
 }
 
-/** The veth of a Docker endpoint, on the bridge, up, with its port settings, as made; false when a name is taken (EEXIST). */
+/** The veth of a Docker endpoint, both ends in the host namespace (see tryCreatePortVeth). */
 function tryCreateHostPeer(host: Host, net: Network, brIndex: number, ep: Endpoint): Link | false {
-  const hostIf = ep.hostIfname as string;
-  let link: Link | undefined;
-  try {
-    link = createVeth(host.nl, {
-      name: hostIf,
-      peerName: ep.hostPeer as string,
-      peerMac: ep.mac,
-      mtu: net.mtu,
-      master: brIndex,
-      // The port's group names its bridge to the fast path (see services/firewall, FASTPATH).
-      group: brIndex,
-      up: true,
-      alias: ownerAlias('ep', ep.id),
-      report: true,
-      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalRequest(hostIf)],
-    });
-  } catch (err) {
-    if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
-    throw new KnitError('internal', `creating veth ${hostIf}/${ep.hostPeer} on ${net.name}: ${messageOf(err)}`, { cause: err });
-  }
-  if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
-  return link;
+  return tryCreatePortVeth(host, net, ep, brIndex, { name: ep.hostPeer as string }, `${ep.hostIfname}/${ep.hostPeer}`);
 }
 
 /**

@@ -3,8 +3,10 @@
 // address announcement and the fast path's view of the ports.
 import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network } from '../model/index.ts';
-import { KnitError } from '../lib/errors.ts';
-import { getLink } from '../kernel/link.ts';
+import { KnitError, messageOf } from '../lib/errors.ts';
+import { createVeth, getLink, noLinkLocalRequest, setBridgePortByNameRequest } from '../kernel/link.ts';
+import { NetlinkError } from '../kernel/netlink/socket.ts';
+import { ownerAlias } from './driver.ts';
 import type { Link } from '../kernel/link.ts';
 import { macFromIPv4 } from '../kernel/mac.ts';
 import { announceAddress } from '../kernel/arp.ts';
@@ -90,4 +92,37 @@ export function fastpathPorts(links: Link[], networks: Network[], endpoints: End
     out.push({ ifname: port.name, group: br.index, mac: ep.mac, ifindex: port.index });
   }
   return out;
+}
+
+/**
+ * An endpoint's veth, made as a port of its bridge in one datagram: on the
+ * bridge, up, in the bridge's group (the fast path's key), with its alias,
+ * its port settings and no IPv6 link-local address, and reported back.
+ * `peer`: the other end's name and, for a sandbox, the fd of the namespace
+ * it is born in. False when a name is taken (EEXIST); `what` names the pair
+ * in errors.
+ */
+export function tryCreatePortVeth(host: Host, net: Network, ep: Endpoint, brIndex: number, peer: { name: string; netnsFd?: number }, what: string): Link | false {
+  const hostIf = ep.hostIfname as string;
+  let link: Link | undefined;
+  try {
+    link = createVeth(host.nl, {
+      name: hostIf,
+      peerName: peer.name,
+      ...(peer.netnsFd !== undefined ? { peerNetnsFd: peer.netnsFd } : {}),
+      peerMac: ep.mac,
+      mtu: net.mtu,
+      master: brIndex,
+      group: brIndex,
+      up: true,
+      alias: ownerAlias('ep', ep.id),
+      report: true,
+      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalRequest(hostIf)],
+    });
+  } catch (err) {
+    if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
+    throw new KnitError('internal', `creating veth ${what} on ${net.name}: ${messageOf(err)}`, { cause: err });
+  }
+  if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
+  return link;
 }

@@ -7,18 +7,18 @@ import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { ownerAlias } from './driver.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
-import { createBridge, createVeth, deleteLink, getLink, noLinkLocalRequest, setBridgePort, setBridgePortByNameRequest, setLink } from '../kernel/link.ts';
+import { createBridge, deleteLink, getLink, setBridgePort, setLink } from '../kernel/link.ts';
 import type { Link } from '../kernel/link.ts';
 import { addAddress, listAddresses } from '../kernel/addr.ts';
 import type { Route } from '../kernel/route.ts';
 import { configureInterface } from '../kernel/iface.ts';
-import { NetlinkError, NetlinkSocket } from '../kernel/netlink/socket.ts';
+import { NetlinkSocket } from '../kernel/netlink/socket.ts';
 import { openNetnsFd, closeFd } from '../kernel/netns.ts';
 import { setSysctl } from '../kernel/sysctl.ts';
 import { macFromId } from '../kernel/mac.ts';
 import { bridgeName, gatewayCidrs, firewallNetwork } from './common.ts';
 import { applyBandwidth, bandwidthProblems, removeBandwidth } from './bandwidth.ts';
-import { announce, bridgeIndex, knownBridgeIndex, onFastpath, portSettings } from './bridge-port.ts';
+import { announce, bridgeIndex, knownBridgeIndex, onFastpath, portSettings, tryCreatePortVeth } from './bridge-port.ts';
 import { attachHostPeer, retireHostPeer } from './bridge-docker.ts';
 
 export const bridgeDriver: NetworkDriver = {
@@ -133,32 +133,12 @@ export const bridgeDriver: NetworkDriver = {
  * look at what holds it.
  */
 function tryCreateVeth(host: Host, net: Network, sb: Sandbox, ep: Endpoint, master: number): Link | false {
-  const hostIf = ep.hostIfname as string;
   const nsfd = openNetnsFd(sb.netnsPath);
-  let link: Link | undefined;
   try {
-    link = createVeth(host.nl, {
-      name: hostIf,
-      peerName: ep.ifname,
-      peerNetnsFd: nsfd,
-      peerMac: ep.mac,
-      mtu: net.mtu,
-      master,
-      // The port's group names its bridge to the fast path (see services/firewall, FASTPATH).
-      group: master,
-      up: true,
-      alias: ownerAlias('ep', ep.id),
-      report: true,
-      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalRequest(hostIf)],
-    });
-  } catch (err) {
-    if (err instanceof NetlinkError && err.code === 'EEXIST') return false;
-    throw new KnitError('internal', `creating veth ${hostIf} for ${sb.name} on ${net.name}: ${messageOf(err)}`, { cause: err });
+    return tryCreatePortVeth(host, net, ep, master, { name: ep.ifname, netnsFd: nsfd }, `${ep.hostIfname} for ${sb.name}`);
   } finally {
     closeFd(nsfd);
   }
-  if (!link) throw new KnitError('internal', `veth ${hostIf} vanished right after it was created`);
-  return link;
 }
 
 /**

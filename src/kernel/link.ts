@@ -465,8 +465,13 @@ export function listLinks(s: NetlinkSocket): Link[] {
 /** One link by name or index; undefined when there is none. */
 export function getLink(s: NetlinkSocket, nameOrIndex: NameOrIndex): Link | undefined {
   const { header, attrs } = target(nameOrIndex);
+  return queryLink(s, message(C.RTM_GETLINK, 0, header, attrs), `get link ${nameOrIndex}`);
+}
+
+/** One RTM_GETLINK; undefined when the kernel says there is no such link. */
+function queryLink(s: NetlinkSocket, msg: Buffer, op: string): Link | undefined {
   try {
-    const m = s.query(message(C.RTM_GETLINK, 0, header, attrs), `get link ${nameOrIndex}`).find((x) => x.type === C.RTM_NEWLINK);
+    const m = s.query(msg, op).find((x) => x.type === C.RTM_NEWLINK);
     return m === undefined ? undefined : decodeLink(m);
   } catch (e) {
     if (isGone(e)) return undefined;
@@ -480,15 +485,7 @@ export function getLink(s: NetlinkSocket, nameOrIndex: NameOrIndex): Link | unde
  * entering that namespace.
  */
 export function getLinkInNetnsId(s: NetlinkSocket, netnsId: number, index: number): Link | undefined {
-  const nsid = Buffer.alloc(4);
-  nsid.writeInt32LE(netnsId);
-  try {
-    const m = s.query(message(C.RTM_GETLINK, 0, ifinfomsg(index), [attr(C.IFLA_TARGET_NETNSID, nsid)]), `get link ${index} in netns id ${netnsId}`).find((x) => x.type === C.RTM_NEWLINK);
-    return m === undefined ? undefined : decodeLink(m);
-  } catch (e) {
-    if (isGone(e)) return undefined;
-    throw e;
-  }
+  return queryLink(s, message(C.RTM_GETLINK, 0, ifinfomsg(index), [u32(C.IFLA_TARGET_NETNSID, netnsId)]), `get link ${index} in netns id ${netnsId}`);
 }
 
 /** ifindex of a link, or a NetlinkError ENODEV naming it. */

@@ -8,7 +8,8 @@
 // on that (see services/firewall/ruleset.ts, FASTPATH_CHAIN).
 // (include/uapi/linux/netfilter/nf_tables.h: NFTA_CHAIN_HOOK, NFTA_HOOK_DEVS)
 import { checkName } from './link.ts';
-import { attr, nested, str } from './netlink/message.ts';
+import { nested, str, u32be } from './netlink/message.ts';
+import { NLM_F_CREATE } from './netlink/constants.ts';
 import { nfMessage, NFNL_SUBSYS_NFTABLES } from './netlink/nfnetlink.ts';
 
 export const NFPROTO_NETDEV = 5;
@@ -23,8 +24,6 @@ const NFTA_HOOK_HOOKNUM = 1;
 const NFTA_HOOK_PRIORITY = 2;
 const NFTA_HOOK_DEVS = 4;
 const NFTA_DEVICE_NAME = 1;
-const NLA_F_NESTED = 0x8000;
-const NLM_F_CREATE = 0x400;
 
 /** Adds interfaces to (or removes them from) a netdev base chain's hook. */
 export interface ChainDevicesChange {
@@ -37,22 +36,16 @@ export interface ChainDevicesChange {
   devices: string[];
 }
 
-function be32(type: number, v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(v);
-  return attr(type, b);
-}
-
 /**
  * The message for one change. Adding a device already in the chain is a
  * no-op; deleting one that is not there fails with ENOENT.
  */
 export function chainDevicesMessage(c: ChainDevicesChange): Buffer {
   for (const d of c.devices) checkName(d, 'devices');
-  const hook = nested(NFTA_CHAIN_HOOK | NLA_F_NESTED, [
-    be32(NFTA_HOOK_HOOKNUM, c.hook),
-    be32(NFTA_HOOK_PRIORITY, c.priority),
-    nested(NFTA_HOOK_DEVS | NLA_F_NESTED, c.devices.map((d) => str(NFTA_DEVICE_NAME, d))),
+  const hook = nested(NFTA_CHAIN_HOOK, [
+    u32be(NFTA_HOOK_HOOKNUM, c.hook),
+    u32be(NFTA_HOOK_PRIORITY, c.priority),
+    nested(NFTA_HOOK_DEVS, c.devices.map((d) => str(NFTA_DEVICE_NAME, d))),
   ]);
   const add = c.verb === 'add-devices';
   return nfMessage(NFNL_SUBSYS_NFTABLES, add ? NFT_MSG_NEWCHAIN : NFT_MSG_DELCHAIN, add ? NLM_F_CREATE : 0, NFPROTO_NETDEV, [

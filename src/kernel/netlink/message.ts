@@ -27,6 +27,13 @@ export function u16be(type: number, v: number): Buffer {
   return attr(type, p);
 }
 
+/** A 32-bit value in network order (nf_tables' attributes); negative numbers as two's complement. */
+export function u32be(type: number, v: number): Buffer {
+  const p = Buffer.alloc(4);
+  p.writeUInt32BE(v >>> 0);
+  return attr(type, p);
+}
+
 export function u32(type: number, v: number): Buffer {
   const p = Buffer.alloc(4);
   p.writeUInt32LE(v >>> 0);

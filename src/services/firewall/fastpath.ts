@@ -119,7 +119,7 @@ export class Fastpath {
     if (!this.#enabled) return;
     const changes: NftChange[] = [this.#devices('delete-devices', [p.ifname])];
     // No group when the bridge is gone: its ports' elements went stale with it, and the next start drops them.
-    if (p.group !== undefined) changes.push(this.#element('delete', { group: p.group, mac: p.mac }));
+    if (p.group !== undefined) changes.push(this.#element('delete', { ...p, group: p.group }));
     this.#elements.deleteAll(changes);
   }
 
@@ -128,7 +128,7 @@ export class Fastpath {
   }
 
   #element(verb: 'add' | 'delete', p: Pick<FastpathPort, 'group' | 'mac'> & { ifindex?: number }): ElementChange {
-    const elem = encodeFastpathElement(verb === 'add' ? p : { group: p.group, mac: p.mac });
-    return { verb, family: NFPROTO_NETDEV, table: this.table, set: FASTPATH.map, elem, label: `${p.group} . ${p.mac}` };
+    // A delete's message carries the key alone, whatever the element holds.
+    return { verb, family: NFPROTO_NETDEV, table: this.table, set: FASTPATH.map, elem: encodeFastpathElement(p), label: `${p.group} . ${p.mac}` };
   }
 }
