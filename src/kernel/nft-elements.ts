@@ -9,6 +9,7 @@
 // list` shows them again. (include/uapi/linux/netfilter/nf_tables.h)
 import { KnitError } from '../lib/errors.ts';
 import { attr, ipBytes, nested, parseAttrs, str } from './netlink/message.ts';
+import { NLM_F_CREATE, NLM_F_EXCL } from './netlink/constants.ts';
 import { MAX_BATCH, nfMessage, NFNL_SUBSYS_NFTABLES, NfnetlinkSocket } from './netlink/nfnetlink.ts';
 import { NetlinkError, type Request } from './netlink/socket.ts';
 import { chainDevicesMessage, describeChainDevices, type ChainDevicesChange } from './nft-chains.ts';
@@ -28,8 +29,6 @@ const NFTA_SET_ELEM_KEY = 1;
 const NFTA_SET_ELEM_DATA = 2;
 const NFTA_SET_ELEM_KEY_END = 10;
 const NFTA_DATA_VALUE = 1;
-const NLM_F_CREATE = 0x400;
-const NLM_F_EXCL = 0x200;
 const IFNAMSIZ = 16;
 const ECANCELED = 125;
 
