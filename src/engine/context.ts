@@ -11,7 +11,15 @@ import type { State } from './state.ts';
 import { messageOf } from '../lib/errors.ts';
 
 export interface EngineEvents {
+  /**
+   * An endpoint is recorded with its final addresses and its kernel work is
+   * about to start: listeners may prepare what depends only on those (a
+   * sandbox's /etc/netns files) beside that work, but publish nothing
+   * (DNS answers) before endpoint-up. A failed attach then sends endpoint-down.
+   */
+  'endpoint-planned': [ep: Endpoint, net: Network, sb: Sandbox];
   'endpoint-up': [ep: Endpoint, net: Network, sb: Sandbox];
+  /** An endpoint went, or a planned one was given up. */
   'endpoint-down': [ep: Endpoint, net: Network, sb: Sandbox];
   /** A network was created (realized in the kernel) or removed; services such as DNS follow them. */
   'network-up': [net: Network];

@@ -125,6 +125,7 @@ export async function attach(
     ...(req.hostPeer ? { hostPeer: req.hostPeer } : {}),
     ...(bandwidth ? { bandwidth } : {}),
   };
+  let planned = false;
   try {
     if (driver.usesIpam) {
       for (const sub of net.subnets) {
@@ -141,6 +142,8 @@ export async function attach(
     ep.mac = req.mac ? req.mac.toLowerCase() : ep.ipv4 ? macFromIPv4(ep.ipv4.split('/')[0] as string) : randomMac();
     await ctx.state.putEndpoint(ep);
     for (const p of mappings) checkHostPortFree(p.proto, p.hostPort, p.hostIP);
+    ctx.emit('endpoint-planned', ep, net, sb);
+    planned = true;
     await beforeKernel?.();
     await driver.attach(ctx.host, net, sb, ep);
     if (mappings.length) ctx.host.firewall.addPorts(firewallPorts(ep));
@@ -150,6 +153,7 @@ export async function attach(
     return ready;
   } catch (err) {
     await undo(ctx, `endpoint of ${sb.name} on ${net.name}`, [
+      () => planned && ctx.emit('endpoint-down', ep, net, sb),
       () => (mappings.length ? ctx.host.firewall.removePorts(firewallPorts(ep)) : undefined),
       () => driver.forget?.(ctx.host, net, ep),
       () => driver.detach(ctx.host, net, sb, ep),

@@ -190,6 +190,21 @@ test('a sandbox gets resolv.conf and hosts; getent finds peers through them', ()
   assert.match(inNs(v6.name, 'cat', '/etc/resolv.conf').out, /^nameserver 10\.82\.0\.1\nnameserver fd00:82::1$/m);
 });
 
+test('a connect that fails in the kernel leaves the sandbox files as they were', () => {
+  // The files are written while the kernel work runs; a failure must take the new lines out again.
+  const s = sandbox('--network', 'dnsa');
+  const hosts = inNs(s.name, 'cat', '/etc/hosts').out;
+  const conf = inNs(s.name, 'cat', '/etc/resolv.conf').out;
+  // eth1, the name the next attach would take, is held by someone else's veth.
+  ipIn(s.name, 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'other1');
+  const r = h.knit('network', 'connect', 'dnsb', s.name);
+  assert.notEqual(r.code, 0, 'connect should fail: eth1 is taken');
+  assert.match(r.stderr, /eth1/);
+  assert.equal(inNs(s.name, 'cat', '/etc/hosts').out, hosts);
+  assert.equal(inNs(s.name, 'cat', '/etc/resolv.conf').out, conf);
+  assert.equal(dig(s.name, '10.81.0.1', s.name).answers.length, 1);
+});
+
 test('--opt dns=false: no listener and no names on that network', () => {
   h.json('network', 'create', 'nodns', '--subnet', '10.87.0.0/24', '--opt', 'dns=false');
   const s = sandbox('--network', 'nodns');
