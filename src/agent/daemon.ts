@@ -14,6 +14,7 @@ import { CniService } from '../cni/service.ts';
 import { ensureBuiltinNetworks } from './builtins.ts';
 import type { StatusView } from '../model/api.ts';
 import { DaemonDns } from './dns.ts';
+import { sandboxEtcSpares } from './etc-netns.ts';
 import { Timings } from './metrics.ts';
 import { dockerUserRules, startDockerPlugin, type DockerPlugin } from '../docker/plugin.ts';
 
@@ -50,7 +51,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const dbPath = join(opts.stateDir, 'knit.db');
   const store: Store = openSqliteStore(dbPath);
   const host = openHost(opts.netnsDir);
-  const engine = new Engine(store, host, { etcNetnsDir: opts.etcNetnsDir });
+  const etcDirs = sandboxEtcSpares(opts.etcNetnsDir);
+  const engine = new Engine(store, host, { etcNetnsDir: opts.etcNetnsDir, etcDirs });
 
   const report = await reconcile(engine);
   logReport(opts.log, report);
@@ -105,6 +107,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await dns.stop();
       rmSync(opts.socket, { force: true });
       await closeHost(host);
+      etcDirs.close();
       await store.close();
     },
   };

@@ -10,7 +10,7 @@ import { DnsServer } from '../services/dns/server.ts';
 import { watchHostUpstreams } from '../services/dns/resolvconf.ts';
 import { parseUpstream } from '../services/dns/forward.ts';
 import { invalid, messageOf } from '../lib/errors.ts';
-import { sandboxEtc, writeSandboxEtc, writeSandboxEtcAsync, type Attachment } from './etc-netns.ts';
+import { sandboxEtc, writeSandboxEtc, type Attachment } from './etc-netns.ts';
 import { dnsAddresses, servesDns, type DnsService } from '../services/dns/resolver.ts';
 import { canonicalIP } from '../lib/ip.ts';
 
@@ -38,8 +38,6 @@ export class DaemonDns implements DnsService {
   readonly #listening = new Map<string, string[]>();
   #ops: Promise<void> = Promise.resolve();
   readonly #unsubscribe: (() => void)[] = [];
-  /** Per sandbox id, its /etc/netns write still under way (they must land in order). */
-  readonly #etcWrites = new Map<string, Promise<void>>();
 
   constructor(engine: Engine, opts: DaemonDnsOptions) {
     this.#engine = engine;
@@ -104,16 +102,9 @@ export class DaemonDns implements DnsService {
   }
 
   #subscribe(): void {
-    // The files are written as soon as the addresses are final, beside the
-    // attach's kernel work: a file create costs up to half a millisecond here.
-    const planned = (ep: Endpoint, net: Network, sb: Sandbox): void => {
-      this.#attach(ep, net, sb);
-      this.#writeEtc(sb, 'before-reply');
-    };
     const up = (ep: Endpoint, net: Network, sb: Sandbox): void => {
-      const written = this.#attached.get(sb.id)?.has(ep.id) === true;
       this.#add(ep, net, sb);
-      if (!written) this.#writeEtc(sb, 'before-reply');
+      this.#writeEtc(sb);
       if (servesDns(net)) void this.#listen(net);
     };
     const down = (ep: Endpoint, _net: Network, sb: Sandbox): void => {
@@ -128,13 +119,11 @@ export class DaemonDns implements DnsService {
     };
     const netDown = (net: Network): void => void this.#unlisten(net);
     const e = this.#engine;
-    e.on('endpoint-planned', planned);
     e.on('endpoint-up', up);
     e.on('endpoint-down', down);
     e.on('network-up', netUp);
     e.on('network-down', netDown);
     this.#unsubscribe.push(
-      () => e.off('endpoint-planned', planned),
       () => e.off('endpoint-up', up),
       () => e.off('endpoint-down', down),
       () => e.off('network-up', netUp),
@@ -142,18 +131,13 @@ export class DaemonDns implements DnsService {
     );
   }
 
-  /** The sandbox's attachments, for its files. */
-  #attach(ep: Endpoint, net: Network, sb: Sandbox): void {
+  #add(ep: Endpoint, net: Network, sb: Sandbox): void {
     let mine = this.#attached.get(sb.id);
     if (mine === undefined) {
       mine = new Map();
       this.#attached.set(sb.id, mine);
     }
     mine.set(ep.id, { ep, net });
-  }
-
-  #add(ep: Endpoint, net: Network, sb: Sandbox): void {
-    this.#attach(ep, net, sb);
     if (!servesDns(net)) return;
     const names = [sb.name, ...(sb.hostname === undefined ? [] : [sb.hostname]), ...ep.aliases];
     try {
@@ -172,29 +156,17 @@ export class DaemonDns implements DnsService {
   }
 
   /**
-   * Synchronous, except after an attach: a detach's event fires just before
-   * the sandbox's /etc/netns dir may be removed, so its write must be done by
-   * then. An attach's write runs on the libuv pool while the attach finishes,
-   * and the engine awaits it before answering (beforeReply).
+   * Synchronous: an attach's files are there when its answer is, and a
+   * detach's are written before the sandbox's dir may be removed. A new
+   * sandbox's dir is a spare put in place (no file create on the way).
    */
-  #writeEtc(sb: Sandbox, how: 'now' | 'before-reply' = 'now'): void {
+  #writeEtc(sb: Sandbox): void {
     if (!sb.ownsNetns) return;
     const attachments = [...(this.#attached.get(sb.id)?.values() ?? [])];
-    const failed = (err: unknown): void => this.#log(`dns: /etc/netns files of ${sb.name}: ${messageOf(err)}`);
     try {
-      const etc = sandboxEtc(this.#engine.etcNetnsDir, sb, attachments, { servesDns, upstreams: this.#upstreams });
-      if (how === 'now') writeSandboxEtc(etc);
-      else {
-        // After the sandbox's write under way, if any (two networks in one create): the last one wins.
-        const write = (this.#etcWrites.get(sb.id) ?? Promise.resolve()).then(() => writeSandboxEtcAsync(etc)).catch(failed);
-        this.#etcWrites.set(sb.id, write);
-        void write.then(() => {
-          if (this.#etcWrites.get(sb.id) === write) this.#etcWrites.delete(sb.id);
-        });
-        this.#engine.beforeReply(write);
-      }
+      writeSandboxEtc(sandboxEtc(this.#engine.etcNetnsDir, sb, attachments, { servesDns, upstreams: this.#upstreams }), this.#engine.etcDirs);
     } catch (err) {
-      failed(err);
+      this.#log(`dns: /etc/netns files of ${sb.name}: ${messageOf(err)}`);
     }
   }
 

@@ -4,8 +4,8 @@
 // Sandboxes whose namespace belongs to a runtime (CNI, Docker) get theirs
 // from that runtime.
 import { mkdirSync, rmSync, renameSync, writeFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SpareDirs } from '../lib/spare-dirs.ts';
 import { parseUpstream } from '../services/dns/forward.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { formatResolvConf, isLoopback, type ResolvConf } from '../services/dns/resolvconf.ts';
@@ -81,12 +81,23 @@ const FILES = [
   ['hosts', 'hosts'],
 ] as const;
 
+/** Made-ahead /etc/netns dirs (see spare-dirs.ts): a new sandbox's files then cost no inode. */
+export function sandboxEtcSpares(etcNetnsDir: string, keep = 8): SpareDirs {
+  return new SpareDirs(etcNetnsDir, FILES.map(([name]) => name), keep);
+}
+
 /**
- * Writes (or removes) /etc/netns/NAME/{resolv.conf,hosts}. Each file is
- * replaced atomically: a resolver reading it never sees half of one.
+ * Writes (or removes) /etc/netns/NAME/{resolv.conf,hosts}. A new dir is a
+ * spare put in place whole; in an existing one each file is replaced
+ * atomically. Either way a resolver reading never sees half a file.
  */
-export function writeSandboxEtc(etc: SandboxEtc): void {
-  if (etc.hosts !== undefined || etc.resolvConf !== undefined) mkdirSync(etc.dir, { recursive: true, mode: 0o755 });
+export function writeSandboxEtc(etc: SandboxEtc, spares?: SpareDirs): void {
+  if (etc.hosts === undefined && etc.resolvConf === undefined) {
+    for (const [name] of FILES) rmSync(join(etc.dir, name), { force: true });
+    return;
+  }
+  if (spares?.install(etc.dir, { 'resolv.conf': etc.resolvConf, hosts: etc.hosts })) return;
+  mkdirSync(etc.dir, { recursive: true, mode: 0o755 });
   for (const [name, key] of FILES) {
     const path = join(etc.dir, name);
     const text = etc[key];
@@ -98,23 +109,4 @@ export function writeSandboxEtc(etc: SandboxEtc): void {
     writeFileSync(tmp, text, { mode: 0o644 });
     renameSync(tmp, path);
   }
-}
-
-/**
- * writeSandboxEtc on the libuv pool, both files at once: on some
- * filesystems a create costs a good part of a millisecond, which this way
- * overlaps the rest of an attach instead of adding to it.
- */
-export async function writeSandboxEtcAsync(etc: SandboxEtc): Promise<void> {
-  if (etc.hosts !== undefined || etc.resolvConf !== undefined) await mkdir(etc.dir, { recursive: true, mode: 0o755 });
-  await Promise.all(
-    FILES.map(async ([name, key]) => {
-      const path = join(etc.dir, name);
-      const text = etc[key];
-      if (text === undefined) return rm(path, { force: true });
-      const tmp = `${path}.${process.pid}.tmp`;
-      await writeFile(tmp, text, { mode: 0o644 });
-      await rename(tmp, path);
-    }),
-  );
 }

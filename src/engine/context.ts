@@ -1,7 +1,7 @@
 // What the operations in networks.ts, sandboxes.ts, endpoints.ts and
 // published-ports.ts reach of the Engine. The Engine builds one context and
-// passes it as their first argument, so its mutex and its reply machinery
-// are shared with them deliberately, not made part of its public surface.
+// passes it as their first argument, so its mutex and its files are shared
+// with them deliberately, not made part of its public surface.
 import type { EventEmitter } from 'node:events';
 import type { Host } from './host.ts';
 import type { Ipam } from '../ipam/ipam.ts';
@@ -9,17 +9,10 @@ import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import type { Mutex } from './mutex.ts';
 import type { State } from './state.ts';
 import { messageOf } from '../lib/errors.ts';
+import type { SpareDirs } from '../lib/spare-dirs.ts';
 
 export interface EngineEvents {
-  /**
-   * An endpoint is recorded with its final addresses and its kernel work is
-   * about to start: listeners may prepare what depends only on those (a
-   * sandbox's /etc/netns files) beside that work, but publish nothing
-   * (DNS answers) before endpoint-up. A failed attach then sends endpoint-down.
-   */
-  'endpoint-planned': [ep: Endpoint, net: Network, sb: Sandbox];
   'endpoint-up': [ep: Endpoint, net: Network, sb: Sandbox];
-  /** An endpoint went, or a planned one was given up. */
   'endpoint-down': [ep: Endpoint, net: Network, sb: Sandbox];
   /** A network was created (realized in the kernel) or removed; services such as DNS follow them. */
   'network-up': [net: Network];
@@ -34,16 +27,14 @@ export interface EngineContext {
   readonly mutex: Mutex;
   /** Directory for /etc/netns-style per-sandbox files (resolv.conf, hosts). */
   readonly etcNetnsDir: string;
+  /** Made-ahead dirs for it; a removed sandbox's dir goes back to them. */
+  readonly etcDirs: SpareDirs | undefined;
   /** The Engine's own emit: listeners (DNS, the agent) follow endpoints and networks. */
   readonly emit: EventEmitter<EngineEvents>['emit'];
-  /** Awaits the work listeners handed to Engine.beforeReply, including work added meanwhile. */
-  settleListeners(): Promise<void>;
 }
 
 /** Runs undo steps, each even when an earlier one failed; keeps the first error's context in the log. */
-export async function undo(ctx: EngineContext, what: string, steps: (() => unknown)[]): Promise<void> {
-  // A listener's files still being written must not land after the undo removed them.
-  await ctx.settleListeners();
+export async function undo(what: string, steps: (() => unknown)[]): Promise<void> {
   for (const step of steps) {
     try {
       await step();

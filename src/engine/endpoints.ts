@@ -23,7 +23,6 @@ export async function connect(ctx: EngineContext, netRef: string, req: ConnectRe
     const sb = await findSandbox(ctx.state, req.sandbox);
     if (sb.joined) throw invalid('sandbox', `'${sb.name}' shares the namespace of '${sb.joined}'; connect that one instead`);
     const ep = await attach(ctx, net, sb, req, !(await hasDefaultRoute(ctx, sb)));
-    await ctx.settleListeners();
     return endpointView(ep, net, sb);
   });
 }
@@ -125,7 +124,6 @@ export async function attach(
     ...(req.hostPeer ? { hostPeer: req.hostPeer } : {}),
     ...(bandwidth ? { bandwidth } : {}),
   };
-  let planned = false;
   try {
     if (driver.usesIpam) {
       for (const sub of net.subnets) {
@@ -142,8 +140,6 @@ export async function attach(
     ep.mac = req.mac ? req.mac.toLowerCase() : ep.ipv4 ? macFromIPv4(ep.ipv4.split('/')[0] as string) : randomMac();
     await ctx.state.putEndpoint(ep);
     for (const p of mappings) checkHostPortFree(p.proto, p.hostPort, p.hostIP);
-    ctx.emit('endpoint-planned', ep, net, sb);
-    planned = true;
     await beforeKernel?.();
     await driver.attach(ctx.host, net, sb, ep);
     if (mappings.length) ctx.host.firewall.addPorts(firewallPorts(ep));
@@ -152,8 +148,7 @@ export async function attach(
     ctx.emit('endpoint-up', ready, net, sb);
     return ready;
   } catch (err) {
-    await undo(ctx, `endpoint of ${sb.name} on ${net.name}`, [
-      () => planned && ctx.emit('endpoint-down', ep, net, sb),
+    await undo(`endpoint of ${sb.name} on ${net.name}`, [
       () => (mappings.length ? ctx.host.firewall.removePorts(firewallPorts(ep)) : undefined),
       () => driver.forget?.(ctx.host, net, ep),
       () => driver.detach(ctx.host, net, sb, ep),

@@ -9,8 +9,6 @@
 // EngineContext (context.ts) this class builds: its records, host, IPAM,
 // mutex, events and listeners' reply work.
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Store } from '../store/store.ts';
 import type { Host } from './host.ts';
 import type { ConnectRequest, EndpointView, NetworkView, SandboxView } from '../model/api.ts';
@@ -20,6 +18,7 @@ import { State } from './state.ts';
 import { Ipam } from '../ipam/ipam.ts';
 import { isNetns, keepSpareNetns } from '../kernel/netns.ts';
 import type { EngineContext, EngineEvents } from './context.ts';
+import type { SpareDirs } from '../lib/spare-dirs.ts';
 import * as lookups from './lookups.ts';
 import * as networks from './networks.ts';
 import * as sandboxes from './sandboxes.ts';
@@ -33,25 +32,31 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly mutex = new Mutex();
   /** Directory for /etc/netns-style per-sandbox files (resolv.conf, hosts). */
   readonly etcNetnsDir: string;
-  /** Listeners' work the running operation awaits before it answers (beforeReply). */
-  readonly #beforeReply: Promise<unknown>[] = [];
   /** What the operations' files reach of this engine, the mutex and the reply work included. */
   readonly #ctx: EngineContext;
 
-  constructor(store: Store, host: Host, opts: { etcNetnsDir?: string; /** Namespaces kept made ahead (0: none). */ spareNetns?: number } = {}) {
+  /** Made-ahead /etc/netns dirs (the daemon's; none: each is made when needed). */
+  readonly etcDirs: SpareDirs | undefined;
+
+  constructor(
+    store: Store,
+    host: Host,
+    opts: { etcNetnsDir?: string; etcDirs?: SpareDirs; /** Namespaces kept made ahead (0: none). */ spareNetns?: number } = {},
+  ) {
     super();
     this.state = new State(store);
     this.host = host;
     this.ipam = new Ipam(store);
     this.etcNetnsDir = opts.etcNetnsDir ?? '/etc/netns';
+    this.etcDirs = opts.etcDirs;
     this.#ctx = {
       state: this.state,
       host: this.host,
       ipam: this.ipam,
       mutex: this.mutex,
       etcNetnsDir: this.etcNetnsDir,
+      etcDirs: this.etcDirs,
       emit: this.emit.bind(this),
-      settleListeners: () => this.#settleListeners(),
     };
     // One namespace made ahead: a sandbox create takes it and the next is made after the reply.
     keepSpareNetns(opts.spareNetns ?? 1);
@@ -149,20 +154,6 @@ export class Engine extends EventEmitter<EngineEvents> {
     return this.host.routes();
   }
 
-  /**
-   * For listeners of an event: work the operation that emitted it awaits
-   * before it answers, still under the mutex (e.g. a sandbox's /etc/netns
-   * files, which a caller may read as soon as it has the answer). It runs
-   * meanwhile, beside the rest of the operation.
-   */
-  beforeReply(work: Promise<unknown>): void {
-    this.#beforeReply.push(work.catch(() => undefined));
-  }
-
-  async #settleListeners(): Promise<void> {
-    while (this.#beforeReply.length > 0) await Promise.all(this.#beforeReply.splice(0));
-  }
-
   /** For reconcile and the agent: run fn under the engine's mutex. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     return this.mutex.run(fn);
@@ -176,13 +167,6 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** For undo and reconcile: remove an endpoint, kernel included, while already holding the mutex. */
   removeEndpointLocked(ep: Endpoint, sb: Sandbox | undefined): Promise<void> {
     return endpoints.removeEndpointLocked(this.#ctx, ep, sb);
-  }
-
-  /** Makes sure the per-sandbox /etc/netns dir exists (DNS writes resolv.conf there). */
-  etcDirFor(sb: Sandbox): string {
-    const dir = join(this.etcNetnsDir, sb.name);
-    mkdirSync(dir, { recursive: true });
-    return dir;
   }
 
   static isSandboxAlive(sb: Sandbox): boolean {

@@ -52,7 +52,7 @@ export async function createNetwork(ctx: EngineContext, input: unknown, opts: { 
     try {
       await driver.createNetwork(ctx.host, net);
     } catch (err) {
-      await undo(ctx, `network ${net.name}`, [
+      await undo(`network ${net.name}`, [
         () => driver.deleteNetwork(ctx.host, net),
         () => ctx.ipam.deleteNetwork(net.id),
         () => ctx.state.deleteNetwork(net.name),

@@ -3,7 +3,6 @@
 // the sandbox pending, attaches its networks and marks it ready; a delete
 // forgets its endpoints and removes the namespace and its /etc/netns files.
 import { rmSync } from 'node:fs';
-import { mkdir as mkdirAsync } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SandboxView } from '../model/api.ts';
 import {
@@ -39,11 +38,10 @@ export async function createSandbox(ctx: EngineContext, input: unknown): Promise
     // Nothing to make (a namespace made by someone else, no networks yet): one write, already ready.
     const nothingToMake = !sb.ownsNetns && attaches.length === 0;
     await ctx.state.putSandbox(nothingToMake ? { ...sb, state: 'ready' } : sb, true);
-    // File creates (the netns mount point, the /etc/netns dir) cost most of
-    // a millisecond on some filesystems: they run on the libuv pool while
-    // the first attach allocates and records, and are awaited before the
-    // kernel work that needs them. Both are removed with the sandbox.
-    const prepared = sb.ownsNetns ? prepareFiles(ctx, sb, attaches.length > 0) : undefined;
+    // A file create (the netns mount point) costs up to half a millisecond on
+    // some filesystems: it runs on the libuv pool while the first attach
+    // allocates and records, and is awaited before the kernel work needs it.
+    const prepared = sb.ownsNetns ? prepareNetnsTarget(sb.netnsPath) : undefined;
     let netnsMade = !sb.ownsNetns;
     const makeNetns = async (): Promise<void> => {
       if (netnsMade) return;
@@ -63,29 +61,21 @@ export async function createSandbox(ctx: EngineContext, input: unknown): Promise
       await makeNetns();
       if (!nothingToMake && attaches.length === 0) await ctx.state.putSandbox(ready);
     } catch (err) {
-      await undo(ctx, `sandbox ${sb.name}`, [
+      await undo(`sandbox ${sb.name}`, [
         ...made.reverse().map((ep) => () => removeEndpointLocked(ctx, ep, sb)),
         async () => {
           if (!sb.ownsNetns) return;
           await prepared?.catch(() => undefined); // a create still in flight would outlive the delete
           deleteNetns(sb.netnsPath);
-          rmSync(join(ctx.etcNetnsDir, sb.name), { recursive: true, force: true });
+          removeEtcDir(ctx, sb);
         },
         () => ctx.state.deleteSandbox(sb.name),
       ]);
       throw err;
     }
     const view = await inspectSandbox(ctx.state, sb.name);
-    await ctx.settleListeners();
     return view;
   });
-}
-
-/** The netns mount point and, when the sandbox will have endpoints, its /etc/netns dir (DNS writes there on endpoint-up). */
-async function prepareFiles(ctx: EngineContext, sb: Sandbox, withEtc: boolean): Promise<void> {
-  const etc = withEtc ? mkdirAsync(join(ctx.etcNetnsDir, sb.name), { recursive: true, mode: 0o755 }) : undefined;
-  const target = prepareNetnsTarget(sb.netnsPath);
-  await Promise.all([target, etc]);
 }
 
 async function planSandbox(ctx: EngineContext, req: SandboxCreate): Promise<Sandbox> {
@@ -146,8 +136,15 @@ async function removeSandbox(ctx: EngineContext, sb: Sandbox, slow: (() => Promi
     if (detach && !sb.ownsNetns) slow.push(detach);
   }
   if (sb.ownsNetns) deleteNetns(sb.netnsPath);
-  rmSync(join(ctx.etcNetnsDir, sb.name), { recursive: true, force: true });
+  removeEtcDir(ctx, sb);
   await ctx.state.deleteSandbox(sb.name);
+}
+
+/** The sandbox's /etc/netns dir goes back to the spares, or is deleted. */
+function removeEtcDir(ctx: EngineContext, sb: Sandbox): void {
+  const dir = join(ctx.etcNetnsDir, sb.name);
+  if (ctx.etcDirs) ctx.etcDirs.retire(dir);
+  else rmSync(dir, { recursive: true, force: true });
 }
 
 function sameSandboxRequest(sb: Sandbox, req: SandboxCreate): boolean {

@@ -143,7 +143,8 @@ export async function prepareNetnsTarget(path: string): Promise<void> {
     sharedDirs.add(dirname(path));
   }
   const fh = await openAsync(path, libc.O_RDONLY | libc.O_CREAT | libc.O_CLOEXEC, 0);
-  await fh.close();
+  // The file is there once open returns; its close need not be waited for.
+  void fh.close().catch(() => undefined);
 }
 
 // Spare namespaces: unshare(CLONE_NEWNET) costs most of a millisecond of

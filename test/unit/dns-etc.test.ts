@@ -2,10 +2,10 @@
 // search domains, and when no file at all.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sandboxEtc, sandboxHosts, sandboxResolvConf, writeSandboxEtc, writeSandboxEtcAsync, type Attachment } from '../../src/agent/etc-netns.ts';
+import { sandboxEtc, sandboxEtcSpares, sandboxHosts, sandboxResolvConf, writeSandboxEtc, type Attachment } from '../../src/agent/etc-netns.ts';
 import { dnsAddresses, servesDns } from '../../src/agent/dns.ts';
 import type { Network, Sandbox } from '../../src/model/index.ts';
 
@@ -60,21 +60,61 @@ test('hosts gives the sandbox its own names on each address', () => {
   assert.match(text, /^fd00::5\th1 web$/m);
 });
 
-test('both writers leave the same files, and remove them when nothing is left to say', async (t) => {
+test('a spare put in place and a dir made the plain way hold the same files; both are emptied when nothing is left to say', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'knit-etc-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const files = (dir: string): Record<string, string> =>
     Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
-  const attached = sandboxEtc(join(root, 'sync'), sandbox(), [att(net('a'))], how);
-  writeSandboxEtc(attached);
-  await writeSandboxEtcAsync(sandboxEtc(join(root, 'async'), sandbox(), [att(net('a'))], how));
-  const dirSync = join(root, 'sync', 'web');
-  const dirAsync = join(root, 'async', 'web');
-  assert.deepEqual(Object.keys(files(dirSync)), ['hosts', 'resolv.conf']);
-  assert.deepEqual(files(dirAsync), files(dirSync), 'no temporary file left, same contents');
-  assert.match(files(dirAsync)['resolv.conf'] ?? '', /^nameserver 10\.1\.0\.1$/m);
-  await writeSandboxEtcAsync(sandboxEtc(join(root, 'async'), sandbox(), [], how));
-  writeSandboxEtc(sandboxEtc(join(root, 'sync'), sandbox(), [], how));
-  assert.deepEqual(files(dirAsync), {});
-  assert.deepEqual(files(dirSync), {});
+  const plainRoot = join(root, 'plain');
+  const spareRoot = join(root, 'spare');
+  mkdirSync(spareRoot);
+  const spares = sandboxEtcSpares(spareRoot, 2);
+  t.after(() => spares.close());
+  while (spares.ready < 2) await new Promise((r) => setTimeout(r, 5));
+  writeSandboxEtc(sandboxEtc(plainRoot, sandbox(), [att(net('a'))], how));
+  writeSandboxEtc(sandboxEtc(spareRoot, sandbox(), [att(net('a'))], how), spares);
+  assert.equal(spares.ready, 1, 'the new dir was a spare');
+  const plain = join(plainRoot, 'web');
+  const spare = join(spareRoot, 'web');
+  assert.deepEqual(Object.keys(files(plain)), ['hosts', 'resolv.conf']);
+  assert.deepEqual(files(spare), files(plain), 'no temporary file left, same contents');
+  assert.match(files(spare)['resolv.conf'] ?? '', /^nameserver 10\.1\.0\.1$/m);
+  // An existing dir is written in place; the spares are left alone.
+  writeSandboxEtc(sandboxEtc(spareRoot, sandbox(), [att(net('a')), att(net('b'), '10.2.0.5/24')], how), spares);
+  assert.match(files(spare).hosts ?? '', /^10\.2\.0\.5\t/m);
+  writeSandboxEtc(sandboxEtc(spareRoot, sandbox(), [], how), spares);
+  writeSandboxEtc(sandboxEtc(plainRoot, sandbox(), [], how));
+  assert.deepEqual(files(spare), {});
+  assert.deepEqual(files(plain), {});
+});
+
+test('a removed sandbox dir becomes a spare only when it holds just the expected files', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'knit-etc-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const spares = sandboxEtcSpares(root, 4);
+  t.after(() => spares.close());
+  while (spares.ready < 4) await new Promise((r) => setTimeout(r, 5));
+  writeSandboxEtc(sandboxEtc(root, sandbox({ name: 'one' }), [att(net('a'))], how), spares);
+  writeSandboxEtc(sandboxEtc(root, sandbox({ name: 'two' }), [att(net('a'))], how), spares);
+  writeFileSync(join(root, 'two', 'nsswitch.conf'), 'hosts: files\n');
+  while (spares.ready < 4) await new Promise((r) => setTimeout(r, 5));
+  spares.retire(join(root, 'one'));
+  spares.retire(join(root, 'two'));
+  spares.retire(join(root, 'never-made'));
+  assert.equal(spares.ready, 5, "one's dir is a spare now; two's held a file of someone else's");
+  assert.ok(!existsSync(join(root, 'one')) && !existsSync(join(root, 'two')));
+  // Every spare is used up before a dir is made the plain way: none carries the other file.
+  for (let i = 0; i < 6; i++) writeSandboxEtc(sandboxEtc(root, sandbox({ name: `n${i}` }), [att(net('a'))], how), spares);
+  for (let i = 0; i < 6; i++) assert.deepEqual(readdirSync(join(root, `n${i}`)).sort(), ['hosts', 'resolv.conf']);
+});
+
+test('a start removes the spares of a daemon that is gone, not of one that runs', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'knit-etc-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, '.knit-spare-999999999'));
+  mkdirSync(join(root, `.knit-spare-${process.ppid}`));
+  const spares = sandboxEtcSpares(root, 0);
+  t.after(() => spares.close());
+  assert.ok(!existsSync(join(root, '.knit-spare-999999999')));
+  assert.ok(existsSync(join(root, `.knit-spare-${process.ppid}`)));
 });
