@@ -5,7 +5,7 @@
 // from that runtime.
 import { mkdirSync, rmSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SpareDirs } from '../lib/spare-dirs.ts';
+import { SpareDirs, type SpareDirsOptions } from '../lib/spare-dirs.ts';
 import { parseUpstream } from '../services/dns/forward.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import { formatResolvConf, isLoopback, type ResolvConf } from '../services/dns/resolvconf.ts';
@@ -82,8 +82,8 @@ const FILES = [
 ] as const;
 
 /** Made-ahead /etc/netns dirs (see spare-dirs.ts): a new sandbox's files then cost no inode. */
-export function sandboxEtcSpares(etcNetnsDir: string, keep = 8): SpareDirs {
-  return new SpareDirs(etcNetnsDir, FILES.map(([name]) => name), keep);
+export function sandboxEtcSpares(etcNetnsDir: string, opts: SpareDirsOptions = { keep: 8 }): SpareDirs {
+  return new SpareDirs(etcNetnsDir, FILES.map(([name]) => name), opts);
 }
 
 /**

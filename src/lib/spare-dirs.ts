@@ -3,34 +3,50 @@
 // after files were removed), and a sandbox's /etc/netns dir takes three. A
 // spare holds the files such a dir has, empty, made off the request path;
 // putting one in place writes into files that exist and renames the dir. A
-// dir that goes away comes back as a spare instead of being unlinked.
+// dir that goes away comes back as a spare instead of being unlinked, so a
+// workload that removes and makes sandboxes allocates no inode at all; the
+// spares beyond the few kept ready are deleted once things are quiet.
 //
 // The spares live in a staging dir beside the dirs they become (a rename
 // cannot cross filesystems), named after the owning process, so several
 // daemons can share the parent; a start removes the staging dirs of
 // processes that are gone.
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const PREFIX = '.knit-spare-';
+
+export interface SpareDirsOptions {
+  /** Spares made ahead and kept ready. */
+  keep: number;
+  /** Removed dirs kept as spares at most (default 1024). */
+  hold?: number;
+  /** Spares beyond `keep` are deleted after this long without an install or a retire, in ms (default 30 s). */
+  trimAfterMs?: number;
+}
 
 export class SpareDirs {
   readonly #staging: string;
   readonly #files: readonly string[];
   readonly #keep: number;
+  readonly #hold: number;
+  readonly #trimAfterMs: number;
+  #trimTimer: NodeJS.Timeout | undefined;
   readonly #ready: string[] = [];
   #making = 0;
   #serial = 0;
   #closed = false;
 
-  /** Spares for dirs in `parent` holding `files`; up to `keep` are kept ready. */
-  constructor(parent: string, files: readonly string[], keep: number) {
+  /** Spares for dirs in `parent` holding `files`. */
+  constructor(parent: string, files: readonly string[], opts: SpareDirsOptions) {
     this.#staging = join(parent, `${PREFIX}${process.pid}`);
     this.#files = files;
-    this.#keep = keep;
+    this.#keep = opts.keep;
+    this.#hold = opts.hold ?? 1024;
+    this.#trimAfterMs = opts.trimAfterMs ?? 30_000;
     sweep(parent);
-    if (keep > 0) mkdirSync(this.#staging, { recursive: true, mode: 0o700 });
+    if (this.#keep > 0 || this.#hold > 0) mkdirSync(this.#staging, { recursive: true, mode: 0o700 });
     this.#refill();
   }
 
@@ -55,23 +71,24 @@ export class SpareDirs {
       return false;
     } finally {
       this.#refill();
+      this.#scheduleTrim();
     }
   }
 
   /**
-   * Removes `dir`: kept as a spare (up to twice `keep`, so a burst of
-   * removals after a burst of creates deletes less) when it holds only the
+   * Removes `dir`: kept as a spare (up to `hold`) when it holds only the
    * expected files, whose old text the next install rewrites or removes;
    * deleted otherwise.
    */
   retire(dir: string): void {
-    if (!this.#closed && this.#ready.length < 2 * this.#keep) {
+    if (!this.#closed && this.#ready.length < this.#hold) {
       try {
         const names = readdirSync(dir);
         if (names.length === this.#files.length && names.every((n) => this.#files.includes(n))) {
           const spare = join(this.#staging, `r${this.#serial++}`);
           renameSync(dir, spare);
           this.#ready.push(spare);
+          this.#scheduleTrim();
           return;
         }
       } catch (err) {
@@ -89,8 +106,21 @@ export class SpareDirs {
   /** Removes the staging dir; later installs find no spare. */
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#trimTimer);
     this.#ready.length = 0;
     rmSync(this.#staging, { recursive: true, force: true });
+  }
+
+  #scheduleTrim(): void {
+    if (this.#ready.length <= this.#keep) return;
+    if (this.#trimTimer !== undefined) this.#trimTimer.refresh();
+    else this.#trimTimer = setTimeout(() => this.#trim(), this.#trimAfterMs).unref();
+  }
+
+  /** Deletes the spares beyond `keep`, on the libuv pool. */
+  #trim(): void {
+    this.#trimTimer = undefined;
+    for (const spare of this.#ready.splice(this.#keep)) void rm(spare, { recursive: true, force: true }).catch(() => undefined);
   }
 
   /** Makes spares on the libuv pool, after the current request. */

@@ -68,7 +68,7 @@ test('a spare put in place and a dir made the plain way hold the same files; bot
   const plainRoot = join(root, 'plain');
   const spareRoot = join(root, 'spare');
   mkdirSync(spareRoot);
-  const spares = sandboxEtcSpares(spareRoot, 2);
+  const spares = sandboxEtcSpares(spareRoot, { keep: 2 });
   t.after(() => spares.close());
   while (spares.ready < 2) await new Promise((r) => setTimeout(r, 5));
   writeSandboxEtc(sandboxEtc(plainRoot, sandbox(), [att(net('a'))], how));
@@ -88,10 +88,10 @@ test('a spare put in place and a dir made the plain way hold the same files; bot
   assert.deepEqual(files(plain), {});
 });
 
-test('a removed sandbox dir becomes a spare only when it holds just the expected files', async (t) => {
+test('a removed sandbox dir becomes a spare only when it holds just the expected files; extra spares go when quiet', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'knit-etc-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
-  const spares = sandboxEtcSpares(root, 4);
+  const spares = sandboxEtcSpares(root, { keep: 4, hold: 5, trimAfterMs: 50 });
   t.after(() => spares.close());
   while (spares.ready < 4) await new Promise((r) => setTimeout(r, 5));
   writeSandboxEtc(sandboxEtc(root, sandbox({ name: 'one' }), [att(net('a'))], how), spares);
@@ -103,6 +103,11 @@ test('a removed sandbox dir becomes a spare only when it holds just the expected
   spares.retire(join(root, 'never-made'));
   assert.equal(spares.ready, 5, "one's dir is a spare now; two's held a file of someone else's");
   assert.ok(!existsSync(join(root, 'one')) && !existsSync(join(root, 'two')));
+  writeSandboxEtc(sandboxEtc(root, sandbox({ name: 'extra' }), [att(net('a'))], how));
+  spares.retire(join(root, 'extra'));
+  assert.equal(spares.ready, 5, 'no more than `hold` are kept');
+  assert.ok(!existsSync(join(root, 'extra')));
+  while (spares.ready > 4) await new Promise((r) => setTimeout(r, 10));
   // Every spare is used up before a dir is made the plain way: none carries the other file.
   for (let i = 0; i < 6; i++) writeSandboxEtc(sandboxEtc(root, sandbox({ name: `n${i}` }), [att(net('a'))], how), spares);
   for (let i = 0; i < 6; i++) assert.deepEqual(readdirSync(join(root, `n${i}`)).sort(), ['hosts', 'resolv.conf']);
@@ -113,7 +118,7 @@ test('a start removes the spares of a daemon that is gone, not of one that runs'
   t.after(() => rmSync(root, { recursive: true, force: true }));
   mkdirSync(join(root, '.knit-spare-999999999'));
   mkdirSync(join(root, `.knit-spare-${process.ppid}`));
-  const spares = sandboxEtcSpares(root, 0);
+  const spares = sandboxEtcSpares(root, { keep: 0, hold: 0 });
   t.after(() => spares.close());
   assert.ok(!existsSync(join(root, '.knit-spare-999999999')));
   assert.ok(existsSync(join(root, `.knit-spare-${process.ppid}`)));
