@@ -110,12 +110,16 @@ const CREATE = C.NLM_F_CREATE | C.NLM_F_EXCL;
 
 /**
  * Sends the create, plus a set for the alias (the kernel takes IFLA_IFALIAS
- * only on change) and the caller's `then` requests, in one datagram; with
- * `report`, a get of the new link too, whose answer is returned.
+ * only on change) and the caller's `then` requests, in one datagram. With
+ * `report`, the new link is returned as the batch left it.
  */
-function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: Buffer[], alias: string | undefined, op: string, report = false, then: Request[] = []): Link | undefined {
+function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: Buffer[], alias: string | undefined, op: string, report = false, then: Request[] = [], master?: number): Link | undefined {
+  // The report is the create's echo (NLM_F_ECHO, Linux 6.3+): a get in the
+  // same datagram waits behind the work the new link set off (linkwatch
+  // takes the rtnl lock), 0.2 to 0.3 ms here against 0.05 for the echo.
+  const flags = report ? CREATE | C.NLM_F_ECHO : CREATE;
   const reqs: Request[] = [
-    { msg: message(C.RTM_NEWLINK, CREATE, ifinfomsg(0, up), [str(C.IFLA_IFNAME, name), ...attrs]), op },
+    { msg: message(C.RTM_NEWLINK, flags, ifinfomsg(0, up), [str(C.IFLA_IFNAME, name), ...attrs]), op },
   ];
   if (alias !== undefined) {
     reqs.push({
@@ -128,11 +132,12 @@ function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: 
     s.batch(reqs);
     return undefined;
   }
-  // The get rides in the same datagram: a lookup of its own, right after the
-  // create, waits behind the kernel work the new link set off (~0.4 ms here).
-  reqs.push({ msg: message(C.RTM_GETLINK, 0, ifinfomsg(0), [str(C.IFLA_IFNAME, name)]), op: `get link ${name}` });
   const m = s.batchQuery(reqs).find((x) => x.type === C.RTM_NEWLINK);
-  return m === undefined ? undefined : decodeLink(m);
+  // A kernel that does not echo a new link: look it up.
+  if (m === undefined) return getLink(s, name);
+  // The echo shows the link as created, before the kernel set its master and
+  // before the requests that followed; the batch succeeded, so they hold.
+  return { ...decodeLink(m), ...(master !== undefined ? { master } : {}), ...(alias !== undefined ? { alias } : {}) };
 }
 
 export function createBridge(
@@ -154,7 +159,7 @@ export interface VethOptions extends Common {
   peerMtu?: number;
   /** Brings up this end. The peer is always born down: the kernel refuses to open it before the pair is linked (ENOTCONN), so set it up from its own netns. */
   up?: boolean;
-  /** Return this end as the kernel reports it once made (index, MAC, peerIndex), asked in the same datagram. */
+  /** Return this end as made (index, MAC, peerIndex, group; master and alias as asked): the create's echo. */
   report?: boolean;
   /** Requests for the same datagram, right after the create (settings of the new link, addressed by name). */
   then?: Request[];
@@ -171,7 +176,7 @@ export function createVeth(s: NetlinkSocket, o: VethOptions): Link | undefined {
   if (o.peerNetnsFd !== undefined) peerAttrs.push(u32(C.IFLA_NET_NS_FD, o.peerNetnsFd));
   // VETH_INFO_PEER carries a whole ifinfomsg, then the peer's attributes.
   const peer = nested(C.VETH_INFO_PEER, [ifinfomsg(0), ...peerAttrs]);
-  return create(s, o.name, o.up, [...commonAttrs(o), linkinfo('veth', [peer])], o.alias, `create veth ${o.name}/${o.peerName}`, o.report === true, o.then);
+  return create(s, o.name, o.up, [...commonAttrs(o), linkinfo('veth', [peer])], o.alias, `create veth ${o.name}/${o.peerName}`, o.report === true, o.then, o.master);
 }
 
 export interface VxlanOptions extends Common {
