@@ -143,8 +143,6 @@ function snapshotPlugin(): { path: string; kind: string } {
   return { path, kind: head.toString('latin1', 1, 4) === 'ELF' ? 'a standalone executable (bun build --compile)' : 'a script running the Node bundle (no bun at build time)' };
 }
 
-const median = (xs: number[]): number => stat(xs).median;
-
 const bench: Benchmark = {
   name: 'cni',
   description: "Knit's CNI plugin ADD/DEL per call, 200 sequential and 8 at a time, beside the reference bridge chain and netavark",

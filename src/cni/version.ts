@@ -6,10 +6,8 @@ import { CniError, ErrorCode, quote, quoteList } from './errors.ts';
 // on every start and must not pay for zod.
 import type {
   DNS,
-  Interface,
   Interface040,
   IPConfig,
-  IPConfig020,
   IPConfig040,
   Result,
   Result020,

@@ -4,7 +4,7 @@
 import type { Host } from '../engine/host.ts';
 import type { Endpoint, Network } from '../model/index.ts';
 import { KnitError, messageOf } from '../lib/errors.ts';
-import { createVeth, getLink, noLinkLocalRequest, setBridgePortByNameRequest } from '../kernel/link.ts';
+import { createVeth, getLink } from '../kernel/link.ts';
 import { NetlinkError } from '../kernel/netlink/socket.ts';
 import { ownerAlias } from './driver.ts';
 import type { Link } from '../kernel/link.ts';
@@ -117,7 +117,8 @@ export function tryCreatePortVeth(host: Host, net: Network, ep: Endpoint, brInde
       up: true,
       alias: ownerAlias('ep', ep.id),
       report: true,
-      then: [setBridgePortByNameRequest(hostIf, portSettings(net)), noLinkLocalRequest(hostIf)],
+      port: portSettings(net),
+      noLinkLocal: true,
     });
   } catch (err) {
     if (err instanceof NetlinkError && err.code === 'EEXIST') return false;

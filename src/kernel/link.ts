@@ -108,12 +108,33 @@ function linkinfo(kind: string, data?: Buffer[]): Buffer {
 
 const CREATE = C.NLM_F_CREATE | C.NLM_F_EXCL;
 
+/** What the kernel takes only on a link that exists: set in one message right after the create. */
+interface AfterCreate {
+  alias?: string;
+  /** Bridge port options, for a link created with a bridge as master. */
+  port?: BridgePortChange;
+  /** No IPv6 link-local address (see noLinkLocalRequest). */
+  noLinkLocal?: boolean;
+}
+
+/** One RTM_NEWLINK for the link named `name` with whatever `o` asks; undefined when it asks nothing. */
+function afterCreateRequest(name: string, o: AfterCreate): Request | undefined {
+  const attrs: Buffer[] = [];
+  if (o.alias !== undefined) attrs.push(str(C.IFLA_IFALIAS, o.alias));
+  const port = o.port === undefined ? [] : bridgePortAttrs(o.port);
+  // As `ip link set NAME type bridge_slave ...` sends it: the bridge finds the port by name.
+  if (port.length > 0) attrs.push(nested(C.IFLA_LINKINFO, [str(C.IFLA_INFO_SLAVE_KIND, 'bridge'), nested(C.IFLA_INFO_SLAVE_DATA, port)]));
+  if (o.noLinkLocal === true) attrs.push(noLinkLocalAttr());
+  if (attrs.length === 0) return undefined;
+  return { msg: message(C.RTM_NEWLINK, 0, ifinfomsg(0), [str(C.IFLA_IFNAME, name), ...attrs]), op: `set up new link ${name}` };
+}
+
 /**
- * Sends the create, plus a set for the alias (the kernel takes IFLA_IFALIAS
- * only on change) and the caller's `then` requests, in one datagram. With
+ * Sends the create, then one set for what only an existing link takes
+ * (`after`), then the caller's `then` requests, in one datagram. With
  * `report`, the new link is returned as the batch left it.
  */
-function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: Buffer[], alias: string | undefined, op: string, report = false, then: Request[] = [], master?: number): Link | undefined {
+function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: Buffer[], after: AfterCreate, op: string, report = false, then: Request[] = [], master?: number): Link | undefined {
   // The report is the create's echo (NLM_F_ECHO, Linux 6.3+): a get in the
   // same datagram waits behind the work the new link set off (linkwatch
   // takes the rtnl lock), 0.2 to 0.3 ms here against 0.05 for the echo.
@@ -121,12 +142,8 @@ function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: 
   const reqs: Request[] = [
     { msg: message(C.RTM_NEWLINK, flags, ifinfomsg(0, up), [str(C.IFLA_IFNAME, name), ...attrs]), op },
   ];
-  if (alias !== undefined) {
-    reqs.push({
-      msg: message(C.RTM_NEWLINK, 0, ifinfomsg(0), [str(C.IFLA_IFNAME, name), str(C.IFLA_IFALIAS, alias)]),
-      op: `set alias of ${name}`,
-    });
-  }
+  const set = afterCreateRequest(name, after);
+  if (set !== undefined) reqs.push(set);
   reqs.push(...then);
   if (!report) {
     s.batch(reqs);
@@ -137,7 +154,7 @@ function create(s: NetlinkSocket, name: string, up: boolean | undefined, attrs: 
   if (m === undefined) return getLink(s, name);
   // The echo shows the link as created, before the kernel set its master and
   // before the requests that followed; the batch succeeded, so they hold.
-  return { ...decodeLink(m), ...(master !== undefined ? { master } : {}), ...(alias !== undefined ? { alias } : {}) };
+  return { ...decodeLink(m), ...(master !== undefined ? { master } : {}), ...(after.alias !== undefined ? { alias: after.alias } : {}) };
 }
 
 export function createBridge(
@@ -146,7 +163,7 @@ export function createBridge(
 ): void {
   checkName(o.name);
   const data = o.vlanFiltering === undefined ? [] : [u8(C.IFLA_BR_VLAN_FILTERING, o.vlanFiltering ? 1 : 0)];
-  create(s, o.name, o.up, [...commonAttrs(o), linkinfo('bridge', data)], o.alias, `create bridge ${o.name}`);
+  create(s, o.name, o.up, [...commonAttrs(o), linkinfo('bridge', data)], { alias: o.alias }, `create bridge ${o.name}`);
 }
 
 export interface VethOptions extends Common {
@@ -161,7 +178,11 @@ export interface VethOptions extends Common {
   up?: boolean;
   /** Return this end as made (index, MAC, peerIndex, group; master and alias as asked): the create's echo. */
   report?: boolean;
-  /** Requests for the same datagram, right after the create (settings of the new link, addressed by name). */
+  /** This end's bridge port options (with `master` a bridge), set in the same datagram. */
+  port?: BridgePortChange;
+  /** No IPv6 link-local address on this end (see noLinkLocalRequest), set in the same datagram. */
+  noLinkLocal?: boolean;
+  /** Requests for the same datagram, after the create and its settings. */
   then?: Request[];
 }
 
@@ -176,7 +197,7 @@ export function createVeth(s: NetlinkSocket, o: VethOptions): Link | undefined {
   if (o.peerNetnsFd !== undefined) peerAttrs.push(u32(C.IFLA_NET_NS_FD, o.peerNetnsFd));
   // VETH_INFO_PEER carries a whole ifinfomsg, then the peer's attributes.
   const peer = nested(C.VETH_INFO_PEER, [ifinfomsg(0), ...peerAttrs]);
-  return create(s, o.name, o.up, [...commonAttrs(o), linkinfo('veth', [peer])], o.alias, `create veth ${o.name}/${o.peerName}`, o.report === true, o.then, o.master);
+  return create(s, o.name, o.up, [...commonAttrs(o), linkinfo('veth', [peer])], { alias: o.alias, port: o.port, noLinkLocal: o.noLinkLocal }, `create veth ${o.name}/${o.peerName}`, o.report === true, o.then, o.master);
 }
 
 export interface VxlanOptions extends Common {
@@ -207,7 +228,7 @@ export function createVxlan(s: NetlinkSocket, o: VxlanOptions): void {
   }
   if (o.learning !== undefined) data.push(u8(C.IFLA_VXLAN_LEARNING, o.learning ? 1 : 0));
   if (o.dev !== undefined) data.push(u32(C.IFLA_VXLAN_LINK, o.dev));
-  create(s, o.name, o.up, [...commonAttrs(o), linkinfo('vxlan', data)], o.alias, `create vxlan ${o.name}`);
+  create(s, o.name, o.up, [...commonAttrs(o), linkinfo('vxlan', data)], { alias: o.alias }, `create vxlan ${o.name}`);
 }
 
 export interface MacvlanOptions extends Common {
@@ -228,13 +249,13 @@ export function createMacvlan(s: NetlinkSocket, o: MacvlanOptions): void {
   if (o.netnsFd !== undefined) attrs.push(u32(C.IFLA_NET_NS_FD, o.netnsFd));
   // An alias set by name would look in the wrong netns when born elsewhere.
   if (o.alias !== undefined && o.netnsFd !== undefined) throw invalid('alias', 'cannot be combined with netnsFd');
-  create(s, o.name, o.up, attrs, o.alias, `create macvlan ${o.name}`);
+  create(s, o.name, o.up, attrs, { alias: o.alias }, `create macvlan ${o.name}`);
 }
 
 /** An ifb device: a sink that tc redirects a device's ingress to, so it can be shaped as egress. */
 export function createIfb(s: NetlinkSocket, o: Common & { name: string; up?: boolean }): void {
   checkName(o.name);
-  create(s, o.name, o.up, [...commonAttrs(o), linkinfo('ifb')], o.alias, `create ifb ${o.name}`);
+  create(s, o.name, o.up, [...commonAttrs(o), linkinfo('ifb')], { alias: o.alias }, `create ifb ${o.name}`);
 }
 
 /**
@@ -333,27 +354,18 @@ export function setBridgePort(s: NetlinkSocket, index: number, o: BridgePortChan
 }
 
 /**
- * The same options for the port named `name`, as `ip link set NAME type
- * bridge_slave ...` sends them: the bridge's slave_changelink finds the port
- * by name, where the AF_BRIDGE setlink needs its ifindex. So it can ride in
- * the message that creates the port (createVeth's `then`).
- */
-export function setBridgePortByNameRequest(name: string, o: BridgePortChange): Request {
-  const linkinfo = nested(C.IFLA_LINKINFO, [str(C.IFLA_INFO_SLAVE_KIND, 'bridge'), nested(C.IFLA_INFO_SLAVE_DATA, bridgePortAttrs(o))]);
-  // struct ifinfomsg, all zero: the link is named by IFLA_IFNAME.
-  return { msg: message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, name), linkinfo]), op: `set bridge port ${name}` };
-}
-
-/**
  * No IPv6 link-local address on this link (address generation mode none;
  * the kernel takes it only on an existing link, not in the create). A
  * bridge port needs none, and the link-local address's DAD, router
  * solicitations and MLD reports would be flooded to every other port.
  */
 export function noLinkLocalRequest(nameOrIndex: NameOrIndex): Request {
-  const inet6 = nested(C.AF_INET6, [u8(C.IFLA_INET6_ADDR_GEN_MODE, C.IN6_ADDR_GEN_MODE_NONE)]);
   const { header, attrs } = target(nameOrIndex);
-  return { msg: message(C.RTM_NEWLINK, 0, header, [...attrs, nested(C.IFLA_AF_SPEC, [inet6])]), op: `set addrgenmode none on ${nameOrIndex}` };
+  return { msg: message(C.RTM_NEWLINK, 0, header, [...attrs, noLinkLocalAttr()]), op: `set addrgenmode none on ${nameOrIndex}` };
+}
+
+function noLinkLocalAttr(): Buffer {
+  return nested(C.IFLA_AF_SPEC, [nested(C.AF_INET6, [u8(C.IFLA_INET6_ADDR_GEN_MODE, C.IN6_ADDR_GEN_MODE_NONE)])]);
 }
 
 export interface BridgePort {

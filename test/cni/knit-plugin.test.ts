@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { canRunKernelTests, makeNetns, removeNetns, sh } from '../helpers/netns.ts';
 import { ROOT, startTestHost, type TestHost } from '../helpers/daemon.ts';
 import { ALL_VERSIONS } from '../../src/cni/version.ts';

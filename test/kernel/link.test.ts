@@ -17,7 +17,7 @@ import {
 } from '../../src/kernel/link.ts';
 import { NetlinkError, NetlinkSocket } from '../../src/kernel/netlink/socket.ts';
 import * as C from '../../src/kernel/netlink/constants.ts';
-import { message, nested, str, u8 } from '../../src/kernel/netlink/message.ts';
+import { message, str, u32 } from '../../src/kernel/netlink/message.ts';
 import { closeFd, openNetnsFd } from '../../src/kernel/netns.ts';
 import { ipIn, makeNetns, sh } from '../helpers/netns.ts';
 
@@ -30,6 +30,7 @@ interface IpLink {
   master?: string;
   group: string;
   ifalias?: string;
+  inet6_addr_gen_mode?: string;
   link_index?: number;
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown>; info_slave_data?: Record<string, unknown> };
 }
@@ -120,13 +121,15 @@ describe('links', { skip: process.getuid?.() !== 0 }, () => {
     }
   });
 
-  it('createVeth with report returns the new end, and sends `then` in the same datagram', () => {
+  it('createVeth with report returns the new end, with its port options, alias, addrgenmode and `then` in the same datagram', () => {
     const br = getLink(s, 'br0');
     assert.ok(br);
-    // `ip link set vr1 type bridge_slave hairpin on`, addressed by name.
-    const port = nested(5 /* IFLA_INFO_SLAVE_DATA */, [u8(C.IFLA_BRPORT_MODE, 1)]);
-    const msg = message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, 'vr1'), nested(C.IFLA_LINKINFO, [str(C.IFLA_INFO_SLAVE_KIND, 'bridge'), port])]);
-    const l = createVeth(s, { name: 'vr1', peerName: 'eth1', peerNetnsFd: ctrFd, master: br.index, up: true, peerMac: '02:00:00:00:00:13', alias: 'mine', report: true, then: [{ msg, op: 'hairpin vr1' }] });
+    // `ip link set vr1 mtu 1400`, addressed by name, as a caller's own request.
+    const msg = message(C.RTM_NEWLINK, 0, Buffer.alloc(16), [str(C.IFLA_IFNAME, 'vr1'), u32(C.IFLA_MTU, 1400)]);
+    const l = createVeth(s, {
+      name: 'vr1', peerName: 'eth1', peerNetnsFd: ctrFd, master: br.index, up: true, peerMac: '02:00:00:00:00:13', alias: 'mine',
+      port: { hairpin: true, isolated: true }, noLinkLocal: true, report: true, then: [{ msg, op: 'mtu vr1' }],
+    });
     const h = ipLink(host.name, 'vr1');
     assert.equal(l?.index, h.ifindex);
     assert.equal(l?.mac, h.address);
@@ -134,6 +137,9 @@ describe('links', { skip: process.getuid?.() !== 0 }, () => {
     assert.equal(l?.peerIndex, ipLink(ctr.name, 'eth1').ifindex);
     assert.equal(l?.alias, 'mine');
     assert.equal(getBridgePort(s, h.ifindex)?.hairpin, true);
+    assert.equal(getBridgePort(s, h.ifindex)?.isolated, true);
+    assert.equal(h.mtu, 1400);
+    assert.equal(h.inet6_addr_gen_mode, 'none');
     // A name taken fails as before (EEXIST), report or not.
     assert.throws(() => createVeth(s, { name: 'vr1', peerName: 'eth9', report: true }), (e: unknown) => e instanceof NetlinkError && e.code === 'EEXIST');
     assert.equal(createVeth(s, { name: 'vr2', peerName: 'vr2p' }), undefined);
