@@ -127,8 +127,18 @@ function makeSharedDir(dir: string): void {
   }
 }
 
-/** Shared directories made shared once per process: a mount call per sandbox is wasted. */
+/**
+ * Directories made shared once per process: the propagation change
+ * (MS_SHARED|MS_REC) walks every mount below the dir, one per sandbox, so
+ * doing it per sandbox cost time that grew with their number.
+ */
 const sharedDirs = new Set<string>();
+
+function ensureSharedDir(dir: string): void {
+  if (sharedDirs.has(dir)) return;
+  makeSharedDir(dir);
+  sharedDirs.add(dir);
+}
 
 /**
  * Creates the empty file createNetns mounts onto, on the libuv pool: on some
@@ -138,10 +148,7 @@ const sharedDirs = new Set<string>();
  * file may appear after it was removed.
  */
 export async function prepareNetnsTarget(path: string): Promise<void> {
-  if (!sharedDirs.has(dirname(path))) {
-    makeSharedDir(dirname(path));
-    sharedDirs.add(dirname(path));
-  }
+  ensureSharedDir(dirname(path));
   const fh = await openAsync(path, libc.O_RDONLY | libc.O_CREAT | libc.O_CLOEXEC, 0);
   // The file is there once open returns; its close need not be waited for.
   void fh.close().catch(() => undefined);
@@ -191,7 +198,7 @@ function scheduleRefill(): void {
 /** A new netns bind-mounted at `path`, like `ip netns add`. Keeps an existing one. */
 export function createNetns(path: string): void {
   if (isNetns(path)) return;
-  makeSharedDir(dirname(path));
+  ensureSharedDir(dirname(path));
   // The mount target: an empty file, left over or new.
   const fd = libc.open(path, libc.O_RDONLY | libc.O_CREAT | libc.O_CLOEXEC, 0);
   if (fd < 0) throw libc.sysError(`create ${path}`);

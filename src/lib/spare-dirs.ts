@@ -139,13 +139,21 @@ export class SpareDirs {
     }
   }
 
+  /**
+   * The dir and its files are made side by side, in one round of the libuv
+   * pool (each step of a chain waits for a turn of the main thread, which a
+   * busy daemon gives rarely): the files beside the dir, moved in after.
+   */
   async #make(spare: string): Promise<boolean> {
+    const loose = this.#files.map((name) => `${spare}.${name}`);
     try {
-      await mkdir(spare, { mode: 0o755 });
-      await Promise.all(this.#files.map(async (name) => (await open(join(spare, name), 'wx', 0o644)).close()));
+      const made = await Promise.allSettled([mkdir(spare, { mode: 0o755 }), ...loose.map((f) => open(f, 'wx', 0o644))]);
+      for (const r of made) if (r.status === 'fulfilled' && typeof r.value === 'object') void r.value.close().catch(() => undefined);
+      if (made.some((r) => r.status === 'rejected')) throw new Error('a spare could not be made');
+      this.#files.forEach((name, i) => renameSync(loose[i] as string, join(spare, name)));
       return true;
     } catch {
-      rmSync(spare, { recursive: true, force: true });
+      for (const f of [spare, ...loose]) rmSync(f, { recursive: true, force: true });
       return false;
     }
   }
