@@ -5,7 +5,8 @@
 // never touched.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 export const RUN_TAG = randomBytes(2).toString('hex');
 let counter = 0;
@@ -58,8 +59,9 @@ export function makeNetns(prefix = 'kntb'): { name: string; path: string } {
 
 /** Removes every /run/netns entry starting with prefix (sandboxes a benchmark's daemon made). */
 export function removeNetnsWithPrefix(prefix: string): void {
-  if (!existsSync('/run/netns')) return;
-  for (const n of readdirSync('/run/netns')) if (n.startsWith(prefix)) removeNetns(n);
+  if (existsSync('/run/netns')) for (const n of readdirSync('/run/netns')) if (n.startsWith(prefix)) removeNetns(n);
+  // The sandbox files Knit's daemon wrote for them (a daemon stopped with its sandboxes in place leaves them).
+  if (existsSync('/etc/netns')) for (const n of readdirSync('/etc/netns')) if (n.startsWith(prefix)) rmSync(join('/etc/netns', n), { recursive: true, force: true });
 }
 
 /** Runs `ip` inside a namespace. */
