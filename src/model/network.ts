@@ -40,8 +40,8 @@ export const Network = z.object({
 });
 export type Network = z.infer<typeof Network>;
 
-/** What a client sends to create a network. */
-export const NetworkCreate = z.object({
+/** What a client sends to create a network. Strict: a field it does not know is an error, not silently dropped. */
+export const NetworkCreate = z.strictObject({
   name: z.string(),
   tenant: z.string().optional(),
   driver: z.string().optional(),

@@ -80,8 +80,8 @@ export const Endpoint = z.object({
 });
 export type Endpoint = z.infer<typeof Endpoint>;
 
-/** A request to attach a sandbox to a network. */
-export const AttachRequest = z.object({
+/** A request to attach a sandbox to a network. Strict, as SandboxCreate. */
+export const AttachRequest = z.strictObject({
   network: z.string(),
   ip: z.string().optional(),
   ipv6: z.string().optional(),
@@ -95,7 +95,8 @@ export const AttachRequest = z.object({
 });
 export type AttachRequest = z.infer<typeof AttachRequest>;
 
-export const SandboxCreate = z.object({
+/** What a client sends to create a sandbox. Strict: a misplaced field (`publish` beside `networks`) is an error, not silently dropped. */
+export const SandboxCreate = z.strictObject({
   name: z.string(),
   networks: z.array(AttachRequest).optional(),
   hostname: z.string().optional(),

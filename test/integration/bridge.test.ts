@@ -163,6 +163,23 @@ test('bad input: each a clear error and no change', () => {
   assert.equal(h.json<NetworkView[]>('network', 'ls').length, before);
 });
 
+test('the API refuses a field it does not know, naming it, and makes nothing', async () => {
+  const name = sbName();
+  const cases: [string, unknown, RegExp][] = [
+    // `publish` belongs to an attachment, not beside `networks`: dropped silently, the port would never open.
+    ['/v1/sandboxes', { name, networks: [{ network: 'neta' }], publish: ['8090:80'] }, /^publish: not a field of a sandbox/],
+    ['/v1/sandboxes', { name, networks: [{ network: 'neta', port: '8090:80' }] }, /^networks\.0\.port: not a field of networks\.0/],
+    ['/v1/networks', { name: 'x9', subnet: '10.71.0.0/24' }, /^subnet: not a field of a network/],
+  ];
+  for (const [path, body, re] of cases) {
+    const r = await h.api<{ error: { code: string; message: string; field?: string } }>('POST', path, body);
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.match(r.body.error.message, re);
+  }
+  assert.equal(h.knit('sandbox', 'inspect', name).code, 1);
+  assert.equal(h.knit('network', 'inspect', 'x9').code, 1);
+});
+
 test('exhausted pool and taken static address', () => {
   h.json('network', 'create', 'nettiny', '--subnet', '10.99.0.0/30');
   const s1 = h.json<SandboxView>('sandbox', 'create', sbName(), '--network', 'nettiny');
