@@ -431,10 +431,11 @@ export class CniService {
     const nl = this.engine.host.nl;
     const interfaces: Result100['interfaces'] = [];
     if (net.bridge) interfaces.push({ name: net.bridge, mac: this.bridgeMac(net, net.bridge) });
-    // A veth's ends share the MTU they were made with, and the driver gave the
-    // sandbox end the endpoint's MAC: the host end tells all, with no visit
-    // to the sandbox's namespace.
-    const peer = ep.hostIfname ? getLink(nl, ep.hostIfname) : undefined;
+    // A veth's ends share the MTU they were made with, and the driver gave
+    // each end the MAC of the record: no lookup (a get right after an attach
+    // waits behind the kernel's work on the new link), and no visit to the
+    // sandbox's namespace. A record from before hostMac: the host end tells.
+    const peer = !ep.hostIfname ? undefined : ep.hostMac !== undefined ? { mac: ep.hostMac, mtu: net.mtu } : getLink(nl, ep.hostIfname);
     if (ep.hostIfname) interfaces.push({ name: ep.hostIfname, mac: peer?.mac ?? '' });
     const inside = peer ? { mac: ep.mac, mtu: peer.mtu } : withNetns(sb.netnsPath, () => withSocket(undefined, (s) => getLink(s, ep.ifname)));
     const ctr = interfaces.length;

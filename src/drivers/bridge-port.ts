@@ -108,6 +108,7 @@ export function tryCreatePortVeth(host: Host, net: Network, ep: Endpoint, brInde
   try {
     link = createVeth(host.nl, {
       name: hostIf,
+      ...(ep.hostMac !== undefined ? { mac: ep.hostMac } : {}),
       peerName: peer.name,
       ...(peer.netnsFd !== undefined ? { peerNetnsFd: peer.netnsFd } : {}),
       peerMac: ep.mac,

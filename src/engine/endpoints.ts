@@ -63,18 +63,19 @@ async function hasDefaultRoute(ctx: EngineContext, sb: Sandbox): Promise<boolean
   return (await ctx.state.endpoints()).some((e) => e.sandboxId === sb.id && e.defaultRoute);
 }
 
-/** Attach inside the mutex: allocate, record pending, realize, mark ready; undo on failure. */
-export async function attach(
-  ctx: EngineContext,
-  net: Network,
-  sb: Sandbox,
-  req: ConnectRequest,
-  defaultRoute: boolean,
+/** What createSandbox adds to an attach. */
+export interface AttachSteps {
+  /** A sandbox not recorded yet: created in the transaction that records the endpoint pending. */
+  newSandbox?: Sandbox;
   /** Runs after the endpoint is recorded, before the kernel work (createSandbox makes the netns here). */
-  beforeKernel?: () => Promise<void>,
+  beforeKernel?: () => Promise<void>;
   /** Written with the ready endpoint, in one transaction (createSandbox's last attach). */
-  readySandbox?: Sandbox,
-): Promise<Endpoint> {
+  readySandbox?: Sandbox;
+}
+
+/** Attach inside the mutex: allocate, record pending, realize, mark ready; undo on failure. */
+export async function attach(ctx: EngineContext, net: Network, sb: Sandbox, req: ConnectRequest, defaultRoute: boolean, steps: AttachSteps = {}): Promise<Endpoint> {
+  const { newSandbox, beforeKernel, readySandbox } = steps;
   const all = await ctx.state.endpoints();
   const mine = all.filter((e) => e.sandboxId === sb.id);
   const prior = mine.find((e) => e.networkId === net.id);
@@ -120,7 +121,7 @@ export async function attach(
     defaultRoute,
     state: 'pending',
     created: new Date().toISOString(),
-    ...(net.driver === 'bridge' ? { hostIfname: hostIfnameFor(id) } : {}),
+    ...(net.driver === 'bridge' ? { hostIfname: hostIfnameFor(id), hostMac: randomMac() } : {}),
     ...(req.hostPeer ? { hostPeer: req.hostPeer } : {}),
     ...(bandwidth ? { bandwidth } : {}),
   };
@@ -138,7 +139,7 @@ export async function attach(
       if (req.ipv6 && !ep.ipv6) throw invalid('ipv6', `network '${net.name}' has no IPv6 subnet for ${req.ipv6}`);
     }
     ep.mac = req.mac ? req.mac.toLowerCase() : ep.ipv4 ? macFromIPv4(ep.ipv4.split('/')[0] as string) : randomMac();
-    await ctx.state.putEndpoint(ep);
+    await ctx.state.putEndpoint(ep, newSandbox, newSandbox !== undefined);
     for (const p of mappings) checkHostPortFree(p.proto, p.hostPort, p.hostIP);
     await beforeKernel?.();
     await driver.attach(ctx.host, net, sb, ep);

@@ -37,7 +37,12 @@ export async function createSandbox(ctx: EngineContext, input: unknown): Promise
     const attaches = req.networks ?? [];
     // Nothing to make (a namespace made by someone else, no networks yet): one write, already ready.
     const nothingToMake = !sb.ownsNetns && attaches.length === 0;
-    await ctx.state.putSandbox(nothingToMake ? { ...sb, state: 'ready' } : sb, true);
+    // An adopted namespace (CNI, Docker) needs nothing made before its first
+    // attach's kernel work, so the sandbox is recorded in the write that
+    // records that endpoint. A namespace Knit makes needs its mount point
+    // file first, and that may only exist once the sandbox is recorded.
+    const withFirstAttach = !sb.ownsNetns && attaches.length > 0;
+    if (!withFirstAttach) await ctx.state.putSandbox(nothingToMake ? { ...sb, state: 'ready' } : sb, true);
     // A file create (the netns mount point) costs up to half a millisecond on
     // some filesystems: it runs on the libuv pool while the first attach
     // allocates and records, and is awaited before the kernel work needs it.
@@ -56,7 +61,8 @@ export async function createSandbox(ctx: EngineContext, input: unknown): Promise
         const net = await findNetwork(ctx.state, a.network);
         // The last attach marks the sandbox ready in the write that marks its endpoint ready.
         const last = i === attaches.length - 1 ? ready : undefined;
-        made.push(await attach(ctx, net, sb, { ...a, sandbox: sb.name }, i === 0 && a.defaultRoute !== false, makeNetns, last));
+        const steps = { beforeKernel: makeNetns, ...(i === 0 && withFirstAttach ? { newSandbox: sb } : {}), ...(last ? { readySandbox: last } : {}) };
+        made.push(await attach(ctx, net, sb, { ...a, sandbox: sb.name }, i === 0 && a.defaultRoute !== false, steps));
       }
       await makeNetns();
       if (!nothingToMake && attaches.length === 0) await ctx.state.putSandbox(ready);

@@ -8,6 +8,7 @@
 // after a write succeeded.
 import type { Store } from '../store/store.ts';
 import { Records } from '../store/records.ts';
+import { conflict } from '../lib/errors.ts';
 import { Endpoint, Network, Sandbox } from '../model/index.ts';
 
 interface Cache {
@@ -71,10 +72,15 @@ export class State {
     else await this.store.txn([], [this.sbs.putOp(s.name, s)]);
     c.sbs.set(s.name, s);
   }
-  /** With `s`, the sandbox too, in the same transaction. */
-  async putEndpoint(e: Endpoint, s?: Sandbox): Promise<void> {
+  /**
+   * With `s`, the sandbox too, in the same transaction; `createSandbox`:
+   * only if no sandbox of that name exists (a conflict otherwise).
+   */
+  async putEndpoint(e: Endpoint, s?: Sandbox, createSandbox = false): Promise<void> {
     const c = await this.load();
-    await this.store.txn([], s ? [this.eps.putOp(e.id, e), this.sbs.putOp(s.name, s)] : [this.eps.putOp(e.id, e)]);
+    const compares = s && createSandbox ? [this.sbs.compare(s.name, 0)] : [];
+    const res = await this.store.txn(compares, s ? [this.eps.putOp(e.id, e), this.sbs.putOp(s.name, s)] : [this.eps.putOp(e.id, e)]);
+    if (!res.ok) throw conflict(`sandbox '${s?.name ?? ''}' already exists`, 'name');
     c.eps.set(e.id, e);
     if (s) c.sbs.set(s.name, s);
   }

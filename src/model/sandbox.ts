@@ -61,6 +61,8 @@ export const Endpoint = z.object({
   ifname: z.string(),
   /** Host-side interface (veth peer), when the driver has one. */
   hostIfname: z.string().optional(),
+  /** Its MAC, chosen with the record so that answers (CNI results) need no lookup; absent in records from before. */
+  hostMac: z.string().optional(),
   mac: z.string(),
   ipv4: z.string().optional(),
   ipv6: z.string().optional(),
