@@ -11,7 +11,7 @@
 // cannot cross filesystems), named after the owning process, so several
 // daemons can share the parent; a start removes the staging dirs of
 // processes that are gone.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -62,7 +62,7 @@ export class SpareDirs {
       for (const name of this.#files) {
         const text = contents[name];
         if (text === undefined) rmSync(join(spare, name), { force: true });
-        else writeFileSync(join(spare, name), text);
+        else fill(join(spare, name), text);
       }
       renameSync(spare, dir);
       return true;
@@ -156,6 +156,21 @@ export class SpareDirs {
       for (const f of [spare, ...loose]) rmSync(f, { recursive: true, force: true });
       return false;
     }
+  }
+}
+
+/**
+ * Writes `text` over a spare's file. Not with O_TRUNC: on ext4 the truncate
+ * of even an empty file is a journalled change (0.04 against 0.01 ms here);
+ * a retired spare's longer old text is cut after the write.
+ */
+function fill(path: string, text: string): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const n = writeSync(fd, text);
+    if (fstatSync(fd).size > n) ftruncateSync(fd, n);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SpareDirs } from '../../src/lib/spare-dirs.ts';
 import { sandboxEtc, sandboxEtcSpares, sandboxHosts, sandboxResolvConf, writeSandboxEtc, type Attachment } from '../../src/agent/etc-netns.ts';
 import { dnsAddresses, servesDns } from '../../src/agent/dns.ts';
 import type { Network, Sandbox } from '../../src/model/index.ts';
@@ -122,4 +123,19 @@ test('a start removes the spares of a daemon that is gone, not of one that runs'
   t.after(() => spares.close());
   assert.ok(!existsSync(join(root, '.knit-spare-999999999')));
   assert.ok(existsSync(join(root, `.knit-spare-${process.ppid}`)));
+});
+
+test('a reused spare holds exactly the new text, shorter than the old', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'knit-etc-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const spares = new SpareDirs(root, ['hosts', 'resolv.conf'], { keep: 0, hold: 4 });
+  t.after(() => spares.close());
+  mkdirSync(join(root, 'old'));
+  writeFileSync(join(root, 'old', 'hosts'), 'a long line that the next holder must not see\n'.repeat(4));
+  writeFileSync(join(root, 'old', 'resolv.conf'), 'nameserver 10.9.9.9\n');
+  spares.retire(join(root, 'old'));
+  assert.equal(spares.ready, 1);
+  assert.equal(spares.install(join(root, 'new'), { hosts: 'short\n', 'resolv.conf': undefined }), true);
+  assert.equal(readFileSync(join(root, 'new', 'hosts'), 'utf8'), 'short\n');
+  assert.deepEqual(readdirSync(join(root, 'new')), ['hosts']);
 });
