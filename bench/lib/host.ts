@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { request } from 'node:http';
 import { makeNetns, onCleanup, removeNetnsWithPrefix, uniqueName } from './netns.ts';
 import { sleep } from './stats.ts';
+import { sweepSpareDirs } from '../../src/lib/spare-dirs.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const KNIT = join(ROOT, 'bin/knit');
@@ -71,6 +72,8 @@ export async function startBenchHost(opts: { defaultBridge?: boolean; /** Extra 
   };
   onCleanup(() => rmSync(stateDir, { recursive: true, force: true }));
   onCleanup(() => removeNetnsWithPrefix(sandboxPrefix));
+  // A daemon that had to be killed leaves its spare /etc/netns dirs behind.
+  onCleanup(() => sweepSpareDirs('/etc/netns'));
   onCleanup(stop);
 
   const api = <T>(method: string, path: string, body?: unknown) => apiCall<T>(socket, method, path, body);

@@ -45,7 +45,7 @@ export class SpareDirs {
     this.#keep = opts.keep;
     this.#hold = opts.hold ?? 1024;
     this.#trimAfterMs = opts.trimAfterMs ?? 30_000;
-    sweep(parent);
+    sweepSpareDirs(parent);
     if (this.#keep > 0 || this.#hold > 0) mkdirSync(this.#staging, { recursive: true, mode: 0o700 });
     this.#refill();
   }
@@ -174,8 +174,8 @@ function fill(path: string, text: string): void {
   }
 }
 
-/** Removes the staging dirs of processes that no longer run. */
-function sweep(parent: string): void {
+/** Removes the staging dirs in `parent` of processes that no longer run (a start does; so do the tests after a kill -9). */
+export function sweepSpareDirs(parent: string): void {
   let names: string[];
   try {
     names = readdirSync(parent);

@@ -10,6 +10,7 @@ import { request } from 'node:http';
 import { after } from 'node:test';
 import { makeNetns, removeNetns, sh } from './netns.ts';
 import { RETIRED_GROUP } from '../../src/engine/host.ts';
+import { sweepSpareDirs } from '../../src/lib/spare-dirs.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const KNIT = join(ROOT, 'bin/knit');
@@ -133,6 +134,8 @@ after(async () => {
     removeNetns(h.ns);
     rmSync(h.stateDir, { recursive: true, force: true });
   }
+  // A daemon killed with -9 leaves its spare /etc/netns dirs; a start would sweep them, so the tests do.
+  sweepSpareDirs('/etc/netns');
 });
 
 /**
