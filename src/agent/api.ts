@@ -7,6 +7,7 @@ import { API_VERSION, httpStatusOf } from '../model/api.ts';
 import { KnitError, invalid, messageOf } from '../lib/errors.ts';
 import { VERSION } from '../version.ts';
 import type { CniService } from '../cni/service.ts';
+import { runPluginCall } from '../cni/plugin-call.ts';
 import type { Timings } from './metrics.ts';
 
 export interface ApiContext {
@@ -14,7 +15,7 @@ export interface ApiContext {
   status: () => Promise<StatusView>;
   /** Where each request's handling time goes, under its route pattern. */
   timings: Timings;
-  /** What Knit's CNI plugins ask for (/v1/cni/*). */
+  /** What Knit's CNI plugins forward (/v1/cni/exec). */
   cni: CniService;
 }
 
@@ -35,17 +36,10 @@ const routes: [string, string, RegExp, Handler][] = [
   ['POST', '/v1/sandboxes', /^\/v1\/sandboxes$/, async (c, _p, b) => c.engine.createSandbox(b)],
   ['GET', '/v1/sandboxes/:name', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.inspectSandbox(n as string)],
   ['DELETE', '/v1/sandboxes/:name', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.deleteSandbox(n as string)],
-  // Knit's CNI plugins: the reply carries a result or a CNI error object (always 200).
-  ['POST', '/v1/cni/add', /^\/v1\/cni\/(add)$/, cni],
-  ['POST', '/v1/cni/del', /^\/v1\/cni\/(del)$/, cni],
-  ['POST', '/v1/cni/check', /^\/v1\/cni\/(check)$/, cni],
-  ['POST', '/v1/cni/gc', /^\/v1\/cni\/(gc)$/, cni],
-  ['POST', '/v1/cni/status', /^\/v1\/cni\/(status)$/, cni],
+  // Knit's CNI plugin executables forward whole calls: the reply is what they print and
+  // their exit code (a CNI error is a 200 whose code is 1).
+  ['POST', '/v1/cni/exec', /^\/v1\/cni\/exec$/, async (c, _p, b) => runPluginCall(c.cni, b)],
 ];
-
-async function cni(c: ApiContext, [verb]: string[], b: unknown): Promise<unknown> {
-  return c.cni.handle(verb as string, b);
-}
 
 function sandboxOf(b: unknown): string {
   const s = (b as { sandbox?: unknown } | undefined)?.sandbox;

@@ -1,16 +1,15 @@
-// The daemon side of Knit's CNI plugins. The `knit` and `knit-ipam`
-// executables are thin clients: they send one CniRequest here and print what
-// comes back. Everything that touches the kernel or the store happens in the
-// daemon, which owns both, so a plugin call costs one process start and one
-// round trip.
-//
-// Every answer is a CniReply: a result, nothing (DEL, CHECK, GC, STATUS), or
-// a CNI error object whose code the plugin prints as is.
+// The daemon side of Knit's CNI plugins: what an ADD, DEL, CHECK, GC or
+// STATUS of `knit` or `knit-ipam` does to the engine. The executables are
+// thin forwarders: the whole call (CNI_* and stdin) comes to the daemon, the
+// plugin protocol runs there (plugin-call.ts) and its handlers
+// (plugin-handlers.ts) come here. Everything that touches the kernel or the
+// store happens in the daemon, which owns both, so a plugin call costs one
+// process start and one round trip.
 import { createHash } from 'node:crypto';
 import type { Engine } from '../engine/engine.ts';
 import type { Endpoint, Network, Sandbox } from '../model/index.ts';
 import type { GCAttachment, IPConfig, Result100, Route } from './types.ts';
-import { CniError, ErrorCode, toCniError } from './errors.ts';
+import { CniError, ErrorCode } from './errors.ts';
 import { KnitError } from '../lib/errors.ts';
 import { parseCniArgs } from './args.ts';
 import { parseCniNetConf, parseIpamConf, type CniNetConf, type IpamConf } from './netconf.ts';
@@ -28,7 +27,7 @@ import { resultDns } from './result-dns.ts';
 
 export type CniVerb = 'add' | 'del' | 'check' | 'gc' | 'status';
 
-/** What a plugin sends: its environment and stdin, decoded. */
+/** One plugin call, decoded from its environment and stdin. */
 export interface CniRequest {
   plugin: 'knit' | 'knit-ipam';
   containerId?: string;
@@ -38,11 +37,6 @@ export interface CniRequest {
   config: Record<string, unknown>;
   /** The result of a delegated IPAM plugin the plugin process ran (ADD). */
   ipamResult?: Result100;
-}
-
-export interface CniReply {
-  result?: Result100;
-  error?: { code: number; msg: string; details?: string };
 }
 
 /** Labels on a sandbox the CNI plugin made: GC and DEL find attachments by them. */
@@ -76,18 +70,8 @@ export class CniService {
     this.dns = dns;
   }
 
-  async handle(verb: string, body: unknown): Promise<CniReply> {
-    try {
-      const req = checkRequest(body);
-      const result = await this.dispatch(verb, req);
-      return result === undefined ? {} : { result };
-    } catch (err) {
-      const e = toCniError(err);
-      return { error: { code: e.code, msg: e.msg, ...(e.details ? { details: e.details } : {}) } };
-    }
-  }
-
-  private async dispatch(verb: string, req: CniRequest): Promise<Result100 | undefined> {
+  /** Runs one verb; failures are thrown (CniError, or errors toCniError maps). */
+  async run(verb: CniVerb, req: CniRequest): Promise<Result100 | undefined> {
     const ipam = req.plugin === 'knit-ipam';
     switch (verb) {
       case 'add':
@@ -504,21 +488,6 @@ function setPromisc(engine: Engine, bridge: string): void {
 function setHairpin(engine: Engine, ifname: string): void {
   const link = getLink(engine.host.nl, ifname);
   if (link) setBridgePort(engine.host.nl, link.index, { hairpin: true });
-}
-
-function checkRequest(body: unknown): CniRequest {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new CniError(ErrorCode.DecodingFailure, 'the CNI request to the daemon is not a JSON object');
-  }
-  const b = body as Record<string, unknown>;
-  if (b.plugin !== 'knit' && b.plugin !== 'knit-ipam') throw new CniError(ErrorCode.DecodingFailure, 'plugin must be "knit" or "knit-ipam"', 'plugin');
-  if (typeof b.config !== 'object' || b.config === null || Array.isArray(b.config)) {
-    throw new CniError(ErrorCode.DecodingFailure, 'config must be the plugin configuration object', 'config');
-  }
-  for (const k of ['containerId', 'netns', 'ifname', 'args'] as const) {
-    if (b[k] !== undefined && typeof b[k] !== 'string') throw new CniError(ErrorCode.DecodingFailure, `${k} must be a string`, k);
-  }
-  return b as unknown as CniRequest;
 }
 
 function need<K extends 'containerId' | 'ifname' | 'netns'>(req: CniRequest, keys: K[]): Record<K, string> {

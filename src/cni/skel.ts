@@ -2,10 +2,13 @@
 // read CNI_* and stdin, validate them (codes 4/3/5/6/7), gate versions
 // (code 1), call the handler, print the result in the config's version, or
 // print the error object on stdout and exit 1. Everything it touches is
-// injected so it can be driven from unit tests.
+// injected (PluginIO): the daemon runs it over a forwarded call
+// (plugin-call.ts), an executable over its own process only when no daemon
+// answers (forward.ts), and unit tests over fakes.
 import { CniError, ErrorCode, toCniError } from './errors.ts';
 import type { Result, VersionInfo } from './types.ts';
 import { CURRENT, decodeConfVersion, formatResult, greaterThanOrEqual, reconcile, resultAsVersion } from './version.ts';
+import type { PluginIO } from './plugin-io.ts';
 
 export interface CmdArgs {
   containerID: string;
@@ -21,6 +24,8 @@ export interface CmdArgs {
   cniVersion: string;
 }
 
+export type { PluginIO };
+
 export interface PluginHandlers {
   /** Returns the result (any version; one without cniVersion is taken as current). */
   add?: (args: CmdArgs) => Promise<Result>;
@@ -34,16 +39,6 @@ export interface PluginHandlers {
   about?: string;
 }
 
-export interface PluginIO {
-  env: Readonly<Record<string, string | undefined>>;
-  readStdin: () => Promise<Buffer>;
-  stdout: (s: string) => void;
-  stderr: (s: string) => void;
-  /** True when `path` is the plugin's own network namespace (skel's ns.CheckNetNS). */
-  isOwnNetns: (path: string) => boolean | Promise<boolean>;
-  /** Resolves once everything written has left (IO whose writes are asynchronous). */
-  flush?: () => Promise<void>;
-}
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
@@ -77,81 +72,6 @@ const VALIDATORS: Record<string, (v: string) => CniError | undefined> = {
   CNI_CONTAINERID: validateContainerID,
   CNI_IFNAME: validateIfName,
 };
-
-/** Compares the namespace inode of `path` with our own; unreadable paths are not ours. */
-export function defaultIsOwnNetns(path: string): boolean {
-  // Not a top-level import: the compiled plugin never loads node:fs (~1 ms of its start).
-  const { statSync } = process.getBuiltinModule('node:fs');
-  try {
-    const a = statSync(path);
-    const b = statSync('/proc/self/ns/net');
-    return a.dev === b.dev && a.ino === b.ino;
-  } catch {
-    return false;
-  }
-}
-
-function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: Buffer | string) => chunks.push(typeof c === 'string' ? Buffer.from(c) : c));
-    stream.on('end', () => resolve(Buffer.concat(chunks)));
-    stream.on('error', reject);
-  });
-}
-
-/** The slice of Bun's API the compiled plugins use (no bun-types here). */
-interface BunFile {
-  arrayBuffer(): Promise<ArrayBuffer>;
-  stat(): Promise<{ dev: number; ino: number }>;
-}
-interface BunRuntime {
-  stdin: BunFile;
-  stdout: BunFile;
-  stderr: BunFile;
-  file(path: string): BunFile;
-  write(dest: BunFile, data: string): Promise<number>;
-}
-
-/**
- * The plugin's IO on Bun (the compiled executables). process.stdin and
- * process.stdout there are Node streams built on first touch: each costs
- * ~5 ms of CPU and ~650 page faults, more than the rest of a call's client side.
- */
-function bunIO(bun: BunRuntime): PluginIO {
-  let pending: Promise<unknown> = Promise.resolve();
-  const writer = (dest: BunFile) => (s: string) => {
-    pending = pending.then(() => bun.write(dest, s));
-  };
-  return {
-    env: process.env,
-    readStdin: async () => Buffer.from(await bun.stdin.arrayBuffer()),
-    stdout: writer(bun.stdout),
-    stderr: writer(bun.stderr),
-    isOwnNetns: async (path) => {
-      try {
-        const [a, b] = await Promise.all([bun.file(path).stat(), bun.file('/proc/self/ns/net').stat()]);
-        return a.dev === b.dev && a.ino === b.ino;
-      } catch {
-        return false;
-      }
-    },
-    // A reader that went away (EPIPE) must not turn a finished call into a crash.
-    flush: () => pending.then(() => undefined, () => undefined),
-  };
-}
-
-export function processIO(): PluginIO {
-  const bun = (globalThis as { Bun?: BunRuntime }).Bun;
-  if (bun !== undefined) return bunIO(bun);
-  return {
-    env: process.env,
-    readStdin: () => readAll(process.stdin),
-    stdout: (s) => process.stdout.write(s),
-    stderr: (s) => process.stderr.write(s),
-    isOwnNetns: defaultIsOwnNetns,
-  };
-}
 
 interface Parsed {
   cmd: string;
@@ -261,7 +181,7 @@ function notImplemented(verb: string): CniError {
  * Runs one plugin invocation and returns the exit code (0 or 1). Writes the
  * result or the error object to io.stdout, logs only to io.stderr.
  */
-export async function runPlugin(handlers: PluginHandlers, io: PluginIO = processIO()): Promise<number> {
+export async function runPlugin(handlers: PluginHandlers, io: PluginIO): Promise<number> {
   let version: string | undefined;
   try {
     let parsed: Parsed;
@@ -336,12 +256,4 @@ export async function runPlugin(handlers: PluginHandlers, io: PluginIO = process
 // The error object carries the library's version when the config's is unknown.
 function versionFromEnvSafe(): string {
   return CURRENT;
-}
-
-/** Entry point for a plugin executable: runs and sets the exit code. */
-export async function pluginMain(handlers: PluginHandlers): Promise<void> {
-  const io = processIO();
-  const code = await runPlugin(handlers, io);
-  await io.flush?.();
-  process.exitCode = code;
 }

@@ -166,6 +166,11 @@ describe('knit CNI plugin', { skip }, () => {
       const io = spawnSync('nsenter', [`--net=${h.nsPath}`, 'sh', '-c', `exec ${PLUGIN} < /`], { env: pluginEnv(h, 'ADD', o), encoding: 'utf8' });
       assert.equal(JSON.parse(io.stdout).code, 5, io.stdout);
       assert.equal(code(runPlugin(h, pluginEnv(h, 'ADD', o), '{not json')), 6);
+      // The executable reports its own namespace with the forwarded call; the daemon (here in the
+      // same one) must still refuse it as CNI_NETNS, and make nothing.
+      const own = runPlugin(h, pluginEnv(h, 'ADD', { ...o, id: 'ctr-own', netns: h.nsPath }), conf('1.0.0'));
+      assert.equal(code(own), 8, own.stdout);
+      assert.match(String(own.json.msg), /netns/);
       const badSubnet = runPlugin(h, pluginEnv(h, 'ADD', o), conf('1.0.0', { name: 'netbad', bridge: 'kn-netbad', subnet: 'nonsense' }));
       assert.equal(code(badSubnet), 7);
       assert.match(String(badSubnet.json.msg), /subnet/);
