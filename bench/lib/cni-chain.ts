@@ -124,15 +124,18 @@ export class Chain {
   readonly cniVersion: string;
   readonly plugins: { bin: string; conf: Json }[];
   readonly cniPath: string;
+  /** More environment for every plugin process (a runtime's own, such as KNIT_SOCKET). */
+  readonly extraEnv: Record<string, string>;
   private readonly results = new Map<string, unknown>();
 
-  constructor(opts: { label: string; hostNsPath: string; name: string; cniVersion: string; plugins: { bin: string; conf: Json }[]; cniPath: string }) {
+  constructor(opts: { label: string; hostNsPath: string; name: string; cniVersion: string; plugins: { bin: string; conf: Json }[]; cniPath: string; env?: Record<string, string> }) {
     this.label = opts.label;
     this.hostNsPath = opts.hostNsPath;
     this.name = opts.name;
     this.cniVersion = opts.cniVersion;
     this.plugins = opts.plugins;
     this.cniPath = opts.cniPath;
+    this.extraEnv = opts.env ?? {};
   }
 
   /** buildOneConfig: the list's name and version, runtimeConfig by capability, prevResult. */
@@ -147,7 +150,7 @@ export class Chain {
   }
 
   private env(command: string, a: Attachment): Record<string, string> {
-    return { CNI_COMMAND: command, CNI_CONTAINERID: a.containerId, CNI_NETNS: a.netns, CNI_IFNAME: a.ifname, CNI_PATH: this.cniPath };
+    return { ...this.extraEnv, CNI_COMMAND: command, CNI_CONTAINERID: a.containerId, CNI_NETNS: a.netns, CNI_IFNAME: a.ifname, CNI_PATH: this.cniPath };
   }
 
   /** ADD through the whole chain; returns the sum of its processes' spawn-to-exit ms. */

@@ -8,6 +8,7 @@ import { KnitError, invalid, messageOf } from '../lib/errors.ts';
 import { VERSION } from '../version.ts';
 import type { CniService } from '../cni/service.ts';
 import { runPluginCall } from '../cni/plugin-call.ts';
+import { callerOf } from '../cni/caller.ts';
 import type { Timings } from './metrics.ts';
 
 export interface ApiContext {
@@ -17,9 +18,11 @@ export interface ApiContext {
   timings: Timings;
   /** What Knit's CNI plugins forward (/v1/cni/exec). */
   cni: CniService;
+  /** The socket this API listens on. */
+  socket: string;
 }
 
-type Handler = (ctx: ApiContext, params: string[], body: unknown) => Promise<unknown>;
+type Handler = (ctx: ApiContext, params: string[], body: unknown, req: IncomingMessage) => Promise<unknown>;
 
 // [method, pattern (the key its timings are kept under), matcher, handler]
 const routes: [string, string, RegExp, Handler][] = [
@@ -37,8 +40,9 @@ const routes: [string, string, RegExp, Handler][] = [
   ['GET', '/v1/sandboxes/:name', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.inspectSandbox(n as string)],
   ['DELETE', '/v1/sandboxes/:name', /^\/v1\/sandboxes\/([^/]+)$/, async (c, [n]) => c.engine.deleteSandbox(n as string)],
   // Knit's CNI plugin executables forward whole calls: the reply is what they print and
-  // their exit code (a CNI error is a 200 whose code is 1).
-  ['POST', '/v1/cni/exec', /^\/v1\/cni\/exec$/, async (c, _p, b) => runPluginCall(c.cni, b)],
+  // their exit code (a CNI error is a 200 whose code is 1). The daemon reads the
+  // calling process's stdin itself (src/cni/caller.ts).
+  ['POST', '/v1/cni/exec', /^\/v1\/cni\/exec$/, async (c, _p, b, req) => runPluginCall(c.cni, b, callerOf(req.socket), { socket: c.socket })],
 ];
 
 function sandboxOf(b: unknown): string {
@@ -84,7 +88,7 @@ async function serve(ctx: ApiContext, req: IncomingMessage, text: string): Promi
     try {
       const body = text === '' ? undefined : parseJson(text);
       const params = match.slice(1).map((p) => decodeURIComponent(p));
-      const result = await handler(ctx, params, body);
+      const result = await handler(ctx, params, body, req);
       if (result === undefined) return { status: 204, body: undefined, route };
       const created = method === 'POST' && (path === '/v1/networks' || path === '/v1/sandboxes');
       return { status: created ? 201 : 200, body: result, route };

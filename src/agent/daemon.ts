@@ -81,7 +81,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     counts: await engine.counts(),
   });
 
-  const server = createServer(apiHandler({ engine, status, timings, cni: new CniService(engine, dns) }));
+  const server = createServer(apiHandler({ engine, status, timings, cni: new CniService(engine, dns), socket: opts.socket }));
   mkdirSync(dirname(opts.socket), { recursive: true });
   rmSync(opts.socket, { force: true }); // a socket file left by a killed daemon
   await new Promise<void>((resolve, reject) => {

@@ -33,12 +33,15 @@ export class ClientError extends Error {
   /** The daemon's error code when it answered, undefined when it could not be reached. */
   readonly code: string | undefined;
   readonly status: number | undefined;
+  /** The request field the daemon's error names, if any. */
+  readonly field: string | undefined;
 
-  constructor(message: string, code?: string, status?: number) {
+  constructor(message: string, code?: string, status?: number, field?: string) {
     super(message);
     this.name = 'ClientError';
     this.code = code;
     this.status = status;
+    this.field = field;
   }
 }
 
@@ -231,7 +234,7 @@ function errorFromReply(status: number, statusText: string, text: string, method
   try {
     const body = JSON.parse(text) as Partial<ErrorBody>;
     const e = body.error;
-    if (e !== undefined && typeof e.message === 'string') return new ClientError(oneLine(e.message), e.code, status);
+    if (e !== undefined && typeof e.message === 'string') return new ClientError(oneLine(e.message), e.code, status, e.field);
   } catch {
     // not an ErrorBody: fall through
   }

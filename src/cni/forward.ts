@@ -1,21 +1,25 @@
-// The `knit` and `knit-ipam` executables: forward the whole call to Knit's
-// daemon and print its answer. The CNI protocol and the handlers run in the
-// daemon (plugin-call.ts), so what an executable loads, and every container
-// start waits for, is this file and the HTTP client: forwarded ADDs took
-// ~1.5 ms less CPU and ~2.4 ms less wall time than an executable that ran
-// the protocol itself (measured interleaved, bench/README.md).
+// The `knit` and `knit-ipam` executables: forward the call to Knit's daemon
+// and print its answer. The CNI protocol and the handlers run in the daemon
+// (plugin-call.ts), which also reads this process's stdin and network
+// namespace through /proc (caller.ts). So what an executable does, and every
+// container start waits for, is: start, read its CNI_* variables, one request
+// on the daemon's socket, print. Measured here (bench/README.md): loading the
+// protocol cost ~1.5 ms of CPU a call, and reading stdin or stat-ing a file
+// starts Bun's thread pool, ~1.5 ms more.
 //
-// Only when the daemon cannot answer does the executable run the protocol
-// itself (skel.ts, loaded then): it validates the environment and stdin as
-// always, answers VERSION, and fails with code 11 ("try again later"; 50 for
-// STATUS) saying how to start a daemon.
-import type { PluginCall, PluginOutput } from './plugin-call.ts';
+// The executable reads its stdin itself only when it must: when no daemon
+// answers on $KNIT_SOCKET (or the default), since its configuration may name
+// another socket, and when the daemon cannot read it (a terminal, a socket,
+// another pid namespace). With no daemon at all it runs the protocol itself
+// (skel.ts, loaded then): it validates the environment and stdin as always,
+// answers VERSION, and fails with code 11 ("try again later"; 50 for STATUS)
+// saying how to start a daemon.
+import type { PluginCall, PluginReply } from './plugin-call.ts';
 import type { PluginName } from './plugin-handlers.ts';
 import { ownNetnsId, processIO, type PluginIO } from './plugin-io.ts';
 import { Client, ClientError } from '../cli/client.ts';
 import { CniError, ErrorCode } from './errors.ts';
-
-export const DEFAULT_SOCKET = '/run/knit/knit.sock';
+import { configOf, socketPath } from './daemon-socket.ts';
 
 const ABOUT: Record<PluginName, string> = {
   knit: 'knit: Knit container networking CNI plugin (a client of the Knit daemon)',
@@ -26,38 +30,17 @@ const ABOUT: Record<PluginName, string> = {
 const FORWARDED = new Set(['ADD', 'DEL', 'CHECK', 'GC', 'STATUS']);
 
 /**
- * The daemon's socket: the network configuration's `socket` first, because a
- * runtime may run DEL from a process that did not inherit the environment
- * ADD ran with (podman's conmon cleanup does); then $KNIT_SOCKET; then the default.
+ * The variables the CNI protocol defines, read one by one: enumerating the
+ * environment builds all of it on Bun (~80 page faults a call).
  */
-export function socketPath(
-  env: Readonly<Record<string, string | undefined>> = process.env,
-  config: Readonly<Record<string, unknown>> = {},
-): string {
-  const c = config.socket;
-  if (c !== undefined && c !== null) {
-    if (typeof c !== 'string' || !c.startsWith('/')) {
-      throw new CniError(ErrorCode.InvalidNetworkConfig, `socket: must be the absolute path of the Knit daemon's socket, got ${JSON.stringify(c)}`, 'socket');
-    }
-    return c;
-  }
-  const s = env.KNIT_SOCKET;
-  return s !== undefined && s !== '' ? s : DEFAULT_SOCKET;
-}
-
-/** The configuration as far as finding the daemon needs it; the daemon reports a bad one. */
-function configOf(stdin: string): Record<string, unknown> {
-  try {
-    const c: unknown = JSON.parse(stdin);
-    return typeof c === 'object' && c !== null && !Array.isArray(c) ? (c as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}
+const CNI_VARIABLES = ['CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_ARGS', 'CNI_PATH', 'CNI_NETNS_OVERRIDE'] as const;
 
 function cniEnv(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (k.startsWith('CNI_') && v !== undefined) out[k] = v;
+  for (const k of CNI_VARIABLES) {
+    const v = env[k];
+    if (v !== undefined) out[k] = v;
+  }
   return out;
 }
 
@@ -99,28 +82,48 @@ async function runHere(plugin: PluginName, io: PluginIO, err: unknown): Promise<
 /** One call: the daemon's answer, or the protocol run here when there is none. */
 async function run(plugin: PluginName, io: PluginIO): Promise<number> {
   if (!FORWARDED.has(io.env.CNI_COMMAND ?? '')) return runHere(plugin, io, new CniError(ErrorCode.Internal, 'not forwarded'));
-  const netns = ownNetnsId();
-  let stdinData: Buffer;
-  try {
-    stdinData = await io.readStdin();
-  } catch (err) {
-    // skel reads it again and reports the failure as it always does (code 5).
-    return runHere(plugin, io, err);
+  const env = cniEnv(io.env);
+  let socket = socketPath(io.env);
+  let call: PluginCall = { plugin, env };
+  let stdinData: Buffer | undefined;
+  // At most: the first daemon, then the one the configuration names (or the same one, sent stdin).
+  for (;;) {
+    let reply: PluginReply;
+    try {
+      reply = await new Client(socket).post<PluginReply>('/v1/cni/exec', call);
+    } catch (err) {
+      if (stdinData !== undefined) return runHere(plugin, { ...io, readStdin: async () => stdinData as Buffer }, unanswered(err, socket));
+      try {
+        stdinData = await io.readStdin();
+      } catch (readErr) {
+        // skel reads it again and reports the failure as it always does (code 5).
+        return runHere(plugin, io, readErr);
+      }
+      const stdin = stdinData.toString('utf8');
+      const tried = socket;
+      try {
+        socket = socketPath(io.env, configOf(stdin));
+      } catch (badSocket) {
+        return runHere(plugin, { ...io, readStdin: async () => stdinData as Buffer }, badSocket);
+      }
+      const daemonWantsStdin = err instanceof ClientError && err.field === 'stdin';
+      if (socket === tried && !daemonWantsStdin) return runHere(plugin, { ...io, readStdin: async () => stdinData as Buffer }, unanswered(err, socket));
+      const own = await ownNetnsId();
+      call = { plugin, env, stdin, ...(own ? { netns: own } : {}) };
+      continue;
+    }
+    if ('socket' in reply) {
+      // The configuration names another daemon; a call that carries stdin is never redirected.
+      socket = reply.socket;
+      stdinData = Buffer.from(reply.stdin, 'utf8');
+      const own = await ownNetnsId();
+      call = { plugin, env, stdin: reply.stdin, ...(own ? { netns: own } : {}) };
+      continue;
+    }
+    if (reply.stdout !== '') io.stdout(reply.stdout);
+    if (reply.stderr !== '') io.stderr(reply.stderr);
+    return reply.code;
   }
-  const stdin = stdinData.toString('utf8');
-  let socket: string | undefined;
-  let out: PluginOutput;
-  try {
-    socket = socketPath(io.env, configOf(stdin));
-    const own = await netns;
-    const call: PluginCall = { plugin, env: cniEnv(io.env), stdin, ...(own ? { netns: own } : {}) };
-    out = await new Client(socket).post<PluginOutput>('/v1/cni/exec', call);
-  } catch (err) {
-    return runHere(plugin, { ...io, readStdin: async () => stdinData }, socket === undefined ? err : unanswered(err, socket));
-  }
-  if (out.stdout !== '') io.stdout(out.stdout);
-  if (out.stderr !== '') io.stderr(out.stderr);
-  return out.code;
 }
 
 /** Entry point of a plugin executable: runs the call and sets the exit code. */

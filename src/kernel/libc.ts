@@ -31,6 +31,9 @@ export const sendto = bind<[number, Buffer, number, number, Buffer, number], num
 export const setsockopt = bind<[number, number, number, Buffer, number], number>(
   'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
 );
+export const getsockopt = bind<[number, number, number, Buffer, Buffer], number>(
+  'int getsockopt(int fd, int level, int name, void *val, void *len)',
+);
 export const bindAddr = bind<[number, Buffer, number], number>('int bind(int fd, const void *addr, uint32_t len)');
 export const listen = bind<[number, number], number>('int listen(int fd, int backlog)');
 export const getsockname = bind<[number, Buffer, Buffer], number>('int getsockname(int fd, void *addr, void *len)');

@@ -12,6 +12,7 @@ const SOCK_STREAM = 1;
 const SOCK_DGRAM = 2;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
+const SO_PEERCRED = 17;
 const IPPROTO_IP = 0;
 const IPPROTO_IPV6 = 41;
 const IP_FREEBIND = 15;
@@ -103,4 +104,18 @@ export function bindError(err: unknown): KnitError {
   const code = (err as { code?: string }).code;
   const kind = code === 'EADDRINUSE' ? 'conflict' : code === 'EADDRNOTAVAIL' ? 'invalid' : 'internal';
   return new KnitError(kind, (err as Error).message, { cause: err });
+}
+
+/**
+ * The process at the other end of a connected unix socket, as the kernel
+ * recorded it at connect (SO_PEERCRED), in this process's pid namespace;
+ * undefined when it is not visible there (pid 0) or fd is not such a socket.
+ */
+export function peerPid(fd: number): number | undefined {
+  const cred = Buffer.alloc(12); // struct ucred: pid, uid, gid
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(cred.length, 0);
+  if (libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) < 0) return undefined;
+  const pid = cred.readInt32LE(0);
+  return pid > 0 ? pid : undefined;
 }

@@ -37,15 +37,30 @@ function parse(stdout: string): Record<string, unknown> {
   }
 }
 
+/**
+ * The plugin inside the test host's namespace, its stdin a pipe as Go
+ * runtimes give it (Node's own stdio pipes are socket pairs: see
+ * runPluginNodeStdio).
+ */
+const viaPipe = (h: TestHost, bin: string): [string, string[]] => ['sh', ['-c', 'cat | exec nsenter --net="$0" "$1"', h.nsPath, bin]];
+
 /** Runs the plugin inside the test host's namespace, as a runtime there would. */
 export function runPlugin(h: TestHost, env: Record<string, string>, stdin: string, bin = PLUGIN): PluginRun {
-  const r = spawnSync('nsenter', [`--net=${h.nsPath}`, bin], { env, input: stdin, encoding: 'utf8' });
+  const [cmd, args] = viaPipe(h, bin);
+  const r = spawnSync(cmd, args, { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, input: stdin, encoding: 'utf8' });
+  return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr, json: parse(r.stdout) };
+}
+
+/** The same with stdin a socket, as a Node runtime passes it: the daemon cannot read that, the executable sends it. */
+function runPluginNodeStdio(h: TestHost, env: Record<string, string>, stdin: string): PluginRun {
+  const r = spawnSync('nsenter', [`--net=${h.nsPath}`, PLUGIN], { env, input: stdin, encoding: 'utf8' });
   return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr, json: parse(r.stdout) };
 }
 
 export function runPluginAsync(h: TestHost, env: Record<string, string>, stdin: string, bin = PLUGIN): Promise<PluginRun> {
   return new Promise((resolve) => {
-    const p = spawn('nsenter', [`--net=${h.nsPath}`, bin], { env });
+    const [cmd, args] = viaPipe(h, bin);
+    const p = spawn(cmd, args, { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env } });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -211,6 +226,33 @@ describe('knit CNI plugin', { skip }, () => {
       assert.equal(h.inHost('ip', '-o', 'link', 'show', 'type', 'veth'), '', 'no host-side veth left');
     } finally {
       for (const ns of spaces) removeNetns(ns.name);
+    }
+  });
+
+  it('reaches the daemon the configuration names, whatever its stdin is', async () => {
+    const ns = makeNetns('kntc');
+    const other = await startTestHost({ defaultBridge: false });
+    try {
+      const o = { id: 'where-a', netns: ns.path, ifname: 'eth0' };
+      // stdin a socket (Node's stdio): the daemon cannot read it, the executable sends it.
+      const nodeStdio = runPluginNodeStdio(h, pluginEnv(h, 'ADD', o), conf('1.0.0'));
+      assert.equal(nodeStdio.code, 0, nodeStdio.stdout + nodeStdio.stderr);
+      assert.equal(runPluginNodeStdio(h, pluginEnv(h, 'DEL', o), conf('1.0.0')).code, 0);
+      // $KNIT_SOCKET names another daemon, the configuration this one: that one reads
+      // stdin, sends the executable here with it, and makes nothing itself.
+      const env = { ...pluginEnv(h, 'ADD', { ...o, id: 'where-b' }), KNIT_SOCKET: other.socket };
+      const redirected = runPlugin(h, env, conf('1.0.0', { socket: h.socket }));
+      assert.equal(redirected.code, 0, redirected.stdout + redirected.stderr);
+      assert.match(h.inHost('ip', '-o', 'link', 'show', 'type', 'veth'), /kn/);
+      assert.equal(other.inHost('ip', '-o', 'link', 'show', 'type', 'veth'), '');
+      assert.equal(runPlugin(h, { ...env, CNI_COMMAND: 'DEL' }, conf('1.0.0', { socket: h.socket })).code, 0);
+      // A configuration naming a socket where no daemon listens: code 11 naming it.
+      const nowhere = runPlugin(h, pluginEnv(h, 'ADD', o), conf('1.0.0', { socket: '/nonexistent/knit.sock' }));
+      assert.equal(nowhere.json.code, 11, nowhere.stdout);
+      assert.match(String(nowhere.json.msg), /\/nonexistent\/knit\.sock/);
+    } finally {
+      await other.stop();
+      removeNetns(ns.name);
     }
   });
 

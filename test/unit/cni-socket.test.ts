@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_SOCKET, socketPath } from '../../src/cni/forward.ts';
+import { DEFAULT_SOCKET, socketPath } from '../../src/cni/daemon-socket.ts';
 import { CniError } from '../../src/cni/errors.ts';
 
 describe('CNI plugin: which daemon socket', () => {

@@ -98,7 +98,7 @@ describe('recorded by the servers', () => {
   it('the API keeps times under route patterns and serves them at GET /v1/metrics', async () => {
     const timings = new Timings();
     // Neither route used here touches the engine.
-    const ctx = { engine: {} as Engine, status: () => Promise.reject(new Error('unused')), timings, cni: {} as CniService };
+    const ctx = { engine: {} as Engine, status: () => Promise.reject(new Error('unused')), timings, cni: {} as CniService, socket: '/unused.sock' };
     await serving(apiHandler(ctx), async (call) => {
       assert.equal((await call('GET', '/v1/version')).status, 200);
       assert.equal((await call('GET', '/v1/version?x=1')).status, 200);
