@@ -131,5 +131,8 @@ export async function forward(plugin: PluginName): Promise<void> {
   const io = processIO();
   const code = await run(plugin, io);
   await io.flush?.();
-  process.exitCode = code;
+  // Exit now rather than let the runtime wind down: on Bun that saved ~0.4 ms of
+  // CPU and ~60 page faults a call. Everything is written: flushed above on Bun,
+  // and Node writes to pipes and files synchronously on Linux.
+  process.exit(code);
 }
