@@ -14,8 +14,8 @@ import type { NetnsId } from './plugin-io.ts';
 /** The process at the other end of a call's connection. */
 export interface Caller {
   pid: number;
-  /** Aborts when the connection closes: the caller is gone, stop reading for it. */
-  gone: AbortSignal;
+  /** True once the connection has closed: the caller is gone, stop reading for it. */
+  gone: () => boolean;
 }
 
 /** The caller on `conn`; undefined when the kernel cannot name it in this pid namespace. */
@@ -25,10 +25,7 @@ export function callerOf(conn: Socket): Caller | undefined {
   if (typeof fd !== 'number' || fd < 0) return undefined;
   const pid = peerPid(fd);
   if (pid === undefined) return undefined;
-  const ac = new AbortController();
-  if (conn.closed) ac.abort();
-  else conn.once('close', () => ac.abort());
-  return { pid, gone: ac.signal };
+  return { pid, gone: () => conn.closed };
 }
 
 /**
@@ -67,7 +64,7 @@ export async function readCallerStdin(c: Caller): Promise<Buffer | undefined> {
  * Runtimes close the configuration's pipe once written, so the first read
  * usually finds it all.
  */
-async function readPipe(fd: number, gone: AbortSignal): Promise<Buffer> {
+async function readPipe(fd: number, gone: () => boolean): Promise<Buffer> {
   const chunks: Buffer[] = [];
   const buf = Buffer.allocUnsafe(64 * 1024);
   let wait = 1;
@@ -78,7 +75,7 @@ async function readPipe(fd: number, gone: AbortSignal): Promise<Buffer> {
         n = readSync(fd, buf, 0, buf.length, null);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-        if (gone.aborted) throw new Error('the plugin process went away before its stdin ended');
+        if (gone()) throw new Error('the plugin process went away before its stdin ended');
         await new Promise((r) => setTimeout(r, wait));
         wait = Math.min(wait * 2, 50);
         continue;

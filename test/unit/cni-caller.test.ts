@@ -21,7 +21,7 @@ after(() => {
 function callerWith(stdin: number | 'pipe'): Caller {
   const c = spawn('sleep', ['30'], { stdio: [stdin, 'ignore', 'ignore'] });
   children.push(c);
-  return { pid: c.pid as number, gone: new AbortController().signal };
+  return { pid: c.pid as number, gone: () => false };
 }
 
 /** A caller whose stdin is a pipe, and the pipe's writer. */
@@ -82,6 +82,12 @@ describe('CNI: what the daemon reads of a plugin process', () => {
     writeSync(writer, '"1.0.0"}');
     closeSync(writer);
     assert.equal((await reading)?.toString(), '{"cniVersion":"1.0.0"}');
+  });
+
+  it('stops waiting once the plugin process has hung up', async () => {
+    const { caller, writer } = callerWithOpenPipe();
+    await assert.rejects(readCallerStdin({ ...caller, gone: () => true }), /went away/);
+    closeSync(writer);
   });
 
   it('cannot read a socket (a Node runtime\'s stdio): the call must carry stdin, field "stdin"', async () => {
