@@ -8,7 +8,7 @@
 // and prints the answer took ~1.5 ms less CPU per call here (forward.ts).
 import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { peerPid } from '../kernel/socket.ts';
+import { peerCred } from '../kernel/socket.ts';
 import type { NetnsId } from './plugin-io.ts';
 
 /** The process at the other end of a call's connection. */
@@ -18,13 +18,18 @@ export interface Caller {
   gone: () => boolean;
 }
 
-/** The caller on `conn`; undefined when the kernel cannot name it in this pid namespace. */
+/**
+ * The caller on `conn`; undefined when the kernel cannot name it in this pid
+ * namespace, or it is not root: the daemon opens a caller's files only for
+ * a caller that could open anything itself.
+ */
 export function callerOf(conn: Socket): Caller | undefined {
   // Node keeps the fd of a unix socket connection on its libuv handle.
   const fd = (conn as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return undefined;
-  const pid = peerPid(fd);
-  if (pid === undefined) return undefined;
+  const cred = peerCred(fd);
+  if (cred?.pid === undefined || cred.uid !== 0) return undefined;
+  const pid = cred.pid;
   return { pid, gone: () => conn.closed };
 }
 

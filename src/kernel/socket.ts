@@ -108,14 +108,15 @@ export function bindError(err: unknown): KnitError {
 
 /**
  * The process at the other end of a connected unix socket, as the kernel
- * recorded it at connect (SO_PEERCRED), in this process's pid namespace;
- * undefined when it is not visible there (pid 0) or fd is not such a socket.
+ * recorded it at connect (SO_PEERCRED): its pid in this process's pid
+ * namespace (undefined when not visible there) and its uid; undefined when
+ * fd is not such a socket.
  */
-export function peerPid(fd: number): number | undefined {
+export function peerCred(fd: number): { pid: number | undefined; uid: number } | undefined {
   const cred = Buffer.alloc(12); // struct ucred: pid, uid, gid
   const len = Buffer.alloc(4);
   len.writeUInt32LE(cred.length, 0);
   if (libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) < 0) return undefined;
   const pid = cred.readInt32LE(0);
-  return pid > 0 ? pid : undefined;
+  return { pid: pid > 0 ? pid : undefined, uid: cred.readUInt32LE(4) };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +62,24 @@ describe('CNI: what the daemon reads of a plugin process', () => {
       srv.listen(path, () => connect(path).on('error', () => undefined));
     });
     assert.equal(seen?.pid, process.pid);
+  });
+
+  it('names no caller that is not root: the daemon opens files only for one that could itself', async () => {
+    const path = join(dir, 'peer-nobody.sock');
+    chmodSync(dir, 0o755);
+    const seen = new Promise<Caller | undefined>((resolve) => {
+      const srv = createServer((s) => {
+        resolve(callerOf(s));
+        s.end();
+        srv.close();
+      });
+      srv.listen(path, () => {
+        chmodSync(path, 0o777);
+        const c = spawn(process.execPath, ['-e', `require('node:net').connect(${JSON.stringify(path)}).on('error', () => {}).on('end', () => process.exit(0))`], { uid: 65534, gid: 65534, stdio: 'ignore' });
+        children.push(c);
+      });
+    });
+    assert.equal(await seen, undefined);
   });
 
   it("reads its stdin from a pipe to the end, and from a regular file", async () => {
