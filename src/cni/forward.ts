@@ -79,6 +79,17 @@ async function runHere(plugin: PluginName, io: PluginIO, err: unknown): Promise<
   );
 }
 
+/** `io` with its stdin already read. */
+function withStdin(io: PluginIO, data: Buffer): PluginIO {
+  return { ...io, readStdin: async () => data };
+}
+
+/** A call that carries the stdin, with this process's namespace for the own-netns check. */
+async function callWithStdin(plugin: PluginName, env: Record<string, string>, stdin: string): Promise<PluginCall> {
+  const own = await ownNetnsId();
+  return { plugin, env, stdin, ...(own ? { netns: own } : {}) };
+}
+
 /** One call: the daemon's answer, or the protocol run here when there is none. */
 async function run(plugin: PluginName, io: PluginIO): Promise<number> {
   if (!FORWARDED.has(io.env.CNI_COMMAND ?? '')) return runHere(plugin, io, new CniError(ErrorCode.Internal, 'not forwarded'));
@@ -86,13 +97,14 @@ async function run(plugin: PluginName, io: PluginIO): Promise<number> {
   let socket = socketPath(io.env);
   let call: PluginCall = { plugin, env };
   let stdinData: Buffer | undefined;
-  // At most: the first daemon, then the one the configuration names (or the same one, sent stdin).
+  // At most three rounds: the first daemon, then the one the configuration names or
+  // the same one sent the stdin it could not read; a call with stdin is never redirected.
   for (;;) {
     let reply: PluginReply;
     try {
       reply = await new Client(socket).post<PluginReply>('/v1/cni/exec', call);
     } catch (err) {
-      if (stdinData !== undefined) return runHere(plugin, { ...io, readStdin: async () => stdinData as Buffer }, unanswered(err, socket));
+      if (stdinData !== undefined) return runHere(plugin, withStdin(io, stdinData), unanswered(err, socket));
       try {
         stdinData = await io.readStdin();
       } catch (readErr) {
@@ -104,20 +116,18 @@ async function run(plugin: PluginName, io: PluginIO): Promise<number> {
       try {
         socket = socketPath(io.env, configOf(stdin));
       } catch (badSocket) {
-        return runHere(plugin, { ...io, readStdin: async () => stdinData as Buffer }, badSocket);
+        return runHere(plugin, withStdin(io, stdinData), badSocket);
       }
       const daemonWantsStdin = err instanceof ClientError && err.field === 'stdin';
-      if (socket === tried && !daemonWantsStdin) return runHere(plugin, { ...io, readStdin: async () => stdinData as Buffer }, unanswered(err, socket));
-      const own = await ownNetnsId();
-      call = { plugin, env, stdin, ...(own ? { netns: own } : {}) };
+      if (socket === tried && !daemonWantsStdin) return runHere(plugin, withStdin(io, stdinData), unanswered(err, socket));
+      call = await callWithStdin(plugin, env, stdin);
       continue;
     }
     if ('socket' in reply) {
-      // The configuration names another daemon; a call that carries stdin is never redirected.
+      // The configuration names another daemon: the call goes there with the stdin read for it.
       socket = reply.socket;
       stdinData = Buffer.from(reply.stdin, 'utf8');
-      const own = await ownNetnsId();
-      call = { plugin, env, stdin: reply.stdin, ...(own ? { netns: own } : {}) };
+      call = await callWithStdin(plugin, env, reply.stdin);
       continue;
     }
     if (reply.stdout !== '') io.stdout(reply.stdout);
