@@ -58,25 +58,13 @@ function unanswered(err: unknown, socket: string): CniError {
 
 /** The protocol run here, every command failing with `err`: see the header. */
 async function runHere(plugin: PluginName, io: PluginIO, err: unknown): Promise<number> {
-  const [{ runPlugin }, { ALL_VERSIONS }] = await Promise.all([import('./skel.ts'), import('./version.ts')]);
-  const fail = async (): Promise<never> => {
-    throw err;
+  const [{ runPlugin, failingHandlers }, { ALL_VERSIONS }] = await Promise.all([import('./skel.ts'), import('./version.ts')]);
+  // No daemon: this plugin cannot serve ADD at all, which STATUS reports as 50.
+  const statusErr = err instanceof CniError && err.code === ErrorCode.TryAgainLater ? new CniError(ErrorCode.PluginNotAvailable, err.msg, err.details) : err;
+  const status = async (): Promise<never> => {
+    throw statusErr;
   };
-  return runPlugin(
-    {
-      versions: ALL_VERSIONS,
-      about: ABOUT[plugin],
-      add: fail,
-      del: fail,
-      check: fail,
-      gc: fail,
-      status: async () => {
-        // No daemon: this plugin cannot serve ADD at all.
-        throw err instanceof CniError && err.code === ErrorCode.TryAgainLater ? new CniError(ErrorCode.PluginNotAvailable, err.msg, err.details) : err;
-      },
-    },
-    io,
-  );
+  return runPlugin({ ...failingHandlers({ versions: ALL_VERSIONS, about: ABOUT[plugin] }, err), status }, io);
 }
 
 /** `io` with its stdin already read. */

@@ -12,7 +12,7 @@
 // (forward.ts).
 import { statSync } from 'node:fs';
 import { invalid } from '../lib/errors.ts';
-import { runPlugin, type PluginHandlers } from './skel.ts';
+import { failingHandlers, runPlugin } from './skel.ts';
 import { isNetnsOf, type NetnsId, type PluginIO } from './plugin-io.ts';
 import { pluginHandlers, type PluginName } from './plugin-handlers.ts';
 import { callerNetns, readCallerStdin, type Caller } from './caller.ts';
@@ -96,11 +96,11 @@ export async function runPluginCall(service: CniService, body: unknown, caller: 
       socket = socketPath({ KNIT_SOCKET: served.socket }, configOf(stdin));
     } catch (err) {
       socket = served.socket;
-      handlers = failing(handlers, err);
+      handlers = failingHandlers(handlers, err);
     }
     if (socket !== served.socket && !sameFile(socket, served.socket)) return { socket, stdin };
   }
-  const own = call.netns ?? (caller === undefined ? undefined : callerNetns(caller));
+  const own = call.netns ?? (caller === undefined ? undefined : await callerNetns(caller));
   const input = stdin;
   let stdout = '';
   let stderr = '';
@@ -113,14 +113,6 @@ export async function runPluginCall(service: CniService, body: unknown, caller: 
   };
   const code = await runPlugin(handlers, io);
   return { code, stdout, stderr };
-}
-
-/** Every command fails with `err` (a configuration the executable would have refused). */
-function failing(h: PluginHandlers, err: unknown): PluginHandlers {
-  const fail = async (): Promise<never> => {
-    throw err;
-  };
-  return { ...h, add: fail, del: fail, check: fail, gc: fail, status: fail };
 }
 
 function sameFile(a: string, b: string): boolean {

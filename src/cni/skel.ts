@@ -181,6 +181,14 @@ function notImplemented(verb: string): CniError {
  * Runs one plugin invocation and returns the exit code (0 or 1). Writes the
  * result or the error object to io.stdout, logs only to io.stderr.
  */
+/** `base` with every command failing with `err`: a call refused before any handler could run. */
+export function failingHandlers(base: PluginHandlers, err: unknown): PluginHandlers {
+  const fail = async (): Promise<never> => {
+    throw err;
+  };
+  return { ...base, add: fail, del: fail, check: fail, gc: fail, status: fail };
+}
+
 export async function runPlugin(handlers: PluginHandlers, io: PluginIO): Promise<number> {
   let version: string | undefined;
   try {

@@ -125,8 +125,8 @@ describe('CNI: what the daemon reads of a plugin process', () => {
     assert.deepEqual(reply, { socket: join(dir, 'other.sock'), stdin: text });
   });
 
-  it('reads its network namespace', () => {
+  it('reads its network namespace', async () => {
     const own = statSync('/proc/self/ns/net');
-    assert.deepEqual(callerNetns(callerWith('pipe')), { dev: own.dev, ino: own.ino });
+    assert.deepEqual(await callerNetns(callerWith('pipe')), { dev: own.dev, ino: own.ino });
   });
 });
